@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GATEWAY := tests/e2e/gateway
+
+.PHONY: run test bench setup setup-test e2e-deps fonts clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,ocr]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(PY) -m bot chat
+
+# CJK font for the screenshot tests (Debian package; needs root, as on CI).
+fonts:
+	@test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null) \
+	    || echo "note: install fonts-wqy-microhei for the screenshot tests"; }
+
+# Node Wechaty gateway for the end-to-end tests, pinned by its package-lock.json.
+e2e-deps:
+	@test -d $(GATEWAY)/node_modules || (cd $(GATEWAY) && npm ci --no-audit --no-fund --loglevel=error)
+
+test: setup fonts e2e-deps
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/match_bench.py
+
+clean:
+	rm -rf $(VENV) $(GATEWAY)/node_modules

@@ -1,0 +1,1 @@
+"""大鱼号 real-name verification support bot."""

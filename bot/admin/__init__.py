@@ -1,0 +1,1 @@
+"""Admin chat commands (#reload, #kb, #stats, #unmatched, #appeals, #room)."""

@@ -1,0 +1,97 @@
+"""Admin commands, on every transport. Admins are contact ids listed in the settings; they
+use the commands in a DM, or in a room when they @mention the bot. Anyone else gets a plain
+refusal that reveals nothing, and the attempt is logged.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bot.messages import Incoming, Outgoing
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+log = logging.getLogger(__name__)
+
+_RELOAD = {"#reload", "/reload", "重载知识库"}
+_COMMAND = re.compile(r"^\s*(#reload|/reload|重载知识库|#kb|#stats|#unmatched|#appeals|#room)(?:\s+(\S+))?\s*$",
+                      re.IGNORECASE)
+REFUSAL = "抱歉,这个指令只有管理员可以使用。"
+
+
+class AdminCommands:
+    def __init__(self, engine: "Engine"):
+        self.engine = engine
+
+    @staticmethod
+    def is_command(text: str) -> bool:
+        return bool(text) and bool(_COMMAND.match(text))
+
+    async def handle(self, msg: Incoming, now: datetime) -> list[Outgoing]:
+        m = _COMMAND.match(msg.text)
+        name, arg = m.group(1).lower(), m.group(2)
+
+        def reply(text: str) -> list[Outgoing]:
+            return [Outgoing(chat=msg.chat, to=msg.sender, text=text, mention=msg.room)]
+
+        if msg.sender not in self.engine.settings.admins:
+            log.warning("refused admin command %s from a non-admin (message %s)", name, msg.message_id)
+            return reply(REFUSAL)
+        log.info("admin command %s by admin (message %s)", name, msg.message_id)
+        if name in _RELOAD:
+            return reply((await self.engine.reload(by=msg.sender)).text)
+        if name == "#kb":
+            return reply(self._kb())
+        if name == "#stats":
+            return reply(self._stats(now))
+        if name == "#unmatched":
+            return reply(self._unmatched(now))
+        if name == "#appeals":
+            return reply(self._appeals())
+        if name == "#room":
+            return reply(self._room(msg, arg))
+        return reply(REFUSAL)
+
+    def _kb(self) -> str:
+        snap = self.engine.snapshot
+        return (f"知识库版本:{snap.kb.version}\n条目:{len(snap.kb.prompts)} 条提示语,{len(snap.kb.groups)} 组处理方法\n"
+                f"最近加载:{snap.loaded_at:%Y-%m-%d %H:%M:%S} UTC,由 {snap.loaded_by}\n"
+                f"文件:{', '.join(p.rsplit('/', 1)[-1] for p in snap.kb.files)}")
+
+    def _stats(self, now: datetime) -> str:
+        store = self.engine.store
+        lines = []
+        for title, since in (("启动以来", self.engine.started_at), ("最近 24 小时", now - timedelta(hours=24))):
+            c = store.event_counts(since)
+            per_prompt = store.match_counts(since)
+            matches = ",".join(f"#{k}:{v}" for k, v in per_prompt.items()) or "无"
+            lines.append(f"【{title}】消息 {c.get('message', 0)} 条;命中 {c.get('match', 0)}({matches});"
+                         f"待确认(suggest) {c.get('suggest', 0)};未命中(none) {c.get('none', 0)};"
+                         f"申诉 开始 {c.get('appeal_started', 0)} / 完成 {c.get('appeal_finished', 0)} / "
+                         f"放弃 {c.get('appeal_abandoned', 0)}")
+        return "\n".join(lines)
+
+    def _unmatched(self, now: datetime) -> str:
+        rows = self.engine.store.top_unmatched(now - timedelta(days=7))
+        if not rows:
+            return "最近 7 天没有未命中的消息。"
+        return "最近 7 天最常见的未命中消息:\n" + "\n".join(f"{n} 次:{text}" for text, n in rows)
+
+    def _appeals(self) -> str:
+        rows = self.engine.store.appeals(limit=10)
+        if not rows:
+            return "还没有申诉材料包。"
+        return "最近的申诉材料包:\n" + "\n".join(
+            f"{r['appeal_id']} | {'线上反馈' if r['route'] == 'online' else '邮件/人工客服'} | 提示语 #{r['prompt_id']} | "
+            f"{r['status']} | {r['masked_identity']}" for r in rows)
+
+    def _room(self, msg: Incoming, mode: str | None) -> str:
+        if not msg.room:
+            return "请在要设置的群里 @我 发送“#room off|mention|auto”。"
+        if mode not in ("off", "mention", "auto"):
+            return f"当前群的回复模式:{self.engine.room_mode(msg.chat)}。用法:#room off|mention|auto"
+        self.engine.store.set_room_mode(msg.chat, mode)
+        return f"已将本群的回复模式设为 {mode}。"

@@ -1,0 +1,1 @@
+"""Appeal packages: encryption at rest, package writing, operator CLI."""

@@ -1,0 +1,381 @@
+"""The appeal package: everything a creator handed over, encrypted at rest.
+
+Layout (dir 0700, files 0600, every file Fernet-encrypted by a `Vault`)::
+
+    <data_dir>/appeals/<appeal_id>/
+        appeal.json.enc          route, prompt, every slot (incl. the full ID number), file names
+        <slot><ext>.enc          each attachment (ext from the sniffed content type)
+        email.eml.enc            email route only: RFC 5322 message ready to send
+
+Input files: the caller passes `files: {slot: bytes | path}` with the PLAIN content (a path
+is read as-is); this module encrypts on write. The original paths are never stored.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import date, datetime, timezone
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+import filetype
+
+from bot.appeals.crypto import Vault, VaultError, atomic_write, load_or_create_key, secure_dir
+from bot.dialog.validators import mask_id_number
+
+__all__ = [
+    "PackageError",
+    "FILE_SLOTS",
+    "APPEAL_ID_RE",
+    "new_appeal_id",
+    "appeals_dir",
+    "build_email",
+    "write_package",
+    "read_appeal",
+    "list_appeals",
+    "export_appeal",
+    "delete_appeals_of_user",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+APPEAL_JSON = "appeal.json"
+EMAIL_EML = "email.eml"
+ENC = ".enc"
+
+# Slots whose value is a file (photo/video). Materials may also say `kind: file`.
+FILE_SLOTS = frozenset(
+    {"id_handheld_photo", "id_front_photo", "id_back_photo", "taobao_screenshot", "failure_video", "military_docs"}
+)
+# How a skipped optional slot may be recorded by the dialog.
+_SKIPPED = {"", "skip", "skipped", "none", "无", "没有", "未涉及", "不涉及"}
+NOT_INVOLVED = "未涉及"
+
+# Crockford base32: no I, L, O, U, so ids read aloud/typed back survive.
+_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+APPEAL_ID_RE = re.compile(r"^AP-\d{8}-[0-9A-HJKMNP-TV-Z]{6}$")
+_CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
+
+
+class PackageError(Exception):
+    """The record cannot be packaged, or a package cannot be found/read."""
+
+
+def new_appeal_id(now: datetime | None = None) -> str:
+    """`AP-20261125-7K3Q9D`: the date, then 30 random bits in Crockford base32."""
+    now = now or datetime.now().astimezone()
+    suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+    return f"AP-{now:%Y%m%d}-{suffix}"
+
+
+def appeals_dir(settings) -> Path:
+    return Path(settings.data_dir) / "appeals"
+
+
+def _package_dir(settings, appeal_id: str) -> Path:
+    # The id becomes a path component: accept nothing but the exact format.
+    if not isinstance(appeal_id, str) or not APPEAL_ID_RE.match(appeal_id):
+        raise PackageError(f"不是有效的申诉编号：{appeal_id!r}")
+    return appeals_dir(settings) / appeal_id
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _is_skipped(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _SKIPPED)
+
+
+def _is_file_material(material: Mapping, files: Mapping) -> bool:
+    return material.get("kind") == "file" or material["slot"] in FILE_SLOTS or material["slot"] in files
+
+
+def _plain_bytes(source: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    return Path(source).read_bytes()
+
+
+def _sniff(data: bytes) -> tuple[str, str]:
+    """(extension with dot, MIME type) judged by content."""
+    kind = filetype.guess(data)
+    if kind is None:
+        return ".bin", "application/octet-stream"
+    return f".{kind.extension}", kind.mime
+
+
+def _label(material: Mapping) -> str:
+    return str(material.get("label") or material["slot"]).lstrip(_CIRCLED).strip()
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"[\r\n\t]+", " ", text).strip()
+
+
+def build_email(
+    settings, record: Mapping, attachments: list[dict], files_data: Mapping[str, bytes]
+) -> EmailMessage:
+    """The email-route message: subject, numbered body in the seed's order, attachments.
+
+    `attachments` are the entries written to appeal.json (slot, name, mime);
+    `files_data` maps slot -> plain bytes.
+    """
+    slots = record.get("slots") or {}
+    account_name = _one_line(str(slots.get("account_name") or ""))
+    msg = EmailMessage()
+    if settings.appeal_email:
+        msg["To"] = settings.appeal_email
+    # No From: the package is sent by a person from their own mailbox. X-Unsent makes
+    # common mail clients open the .eml as a draft ready to send.
+    msg["Subject"] = f"个人实名认证失败材料-{account_name}"
+    when = _as_datetime(record.get("confirmed_at")) or _as_datetime(record.get("created_at"))
+    msg["Date"] = format_datetime(when or datetime.now(timezone.utc))
+    msg["Message-ID"] = make_msgid(idstring=str(record["appeal_id"]), domain="dayu-bot.invalid")
+    msg["X-Unsent"] = "1"
+
+    by_slot = {a["slot"]: a for a in attachments}
+    lines = ["您好，以下是个人实名认证失败的申诉材料：", ""]
+    for i, material in enumerate(record["materials"]):
+        slot = material["slot"]
+        num = _CIRCLED[i] if i < len(_CIRCLED) else f"({i + 1})"
+        if slot in by_slot:
+            value = f"见附件 {by_slot[slot]['name']}"
+        elif _is_skipped(slots.get(slot)) and material.get("optional"):
+            value = NOT_INVOLVED
+        elif slot == "error_prompt" and _is_skipped(slots.get(slot)):
+            value = str(record.get("prompt_text") or "")
+        else:
+            value = str(slots.get(slot, ""))
+        lines.append(f"{num}{_label(material)}：{value}")
+    lines += ["", f"申诉编号：{record['appeal_id']}"]
+    msg.set_content("\n".join(lines) + "\n", charset="utf-8", cte="base64")
+
+    for att in attachments:
+        maintype, _, subtype = att["mime"].partition("/")
+        msg.add_attachment(files_data[att["slot"]], maintype=maintype, subtype=subtype, filename=att["name"])
+    return msg
+
+
+def write_package(
+    settings, vault: Vault, record: Mapping, files: Mapping[str, bytes | str | os.PathLike]
+) -> Path:
+    """Write the encrypted package for `record` and return its directory.
+
+    Every material of `record["materials"]` must be present, except `optional` ones, which
+    may be absent/None/"skipped". Written into a temp dir, then renamed into place, so a
+    package is either complete or absent.
+    """
+    appeal_id = record.get("appeal_id")
+    final = _package_dir(settings, appeal_id)
+    route = record.get("route")
+    if route not in ("online", "email"):
+        raise PackageError(f"未知的申诉途径：{route!r}")
+    if final.exists():
+        raise PackageError(f"申诉材料包已存在：{appeal_id}")
+    slots_in: Mapping = record.get("slots") or {}
+    materials = list(record.get("materials") or [])
+    if not materials:
+        raise PackageError("申诉记录缺少材料清单（materials）。")
+
+    attachments: list[dict] = []
+    files_data: dict[str, bytes] = {}
+    slots_out: dict[str, Any] = {}
+    skipped: list[str] = []
+    for material in materials:
+        slot = material["slot"]
+        if _is_file_material(material, files):
+            source = files.get(slot)
+            if source is None:
+                if material.get("optional"):
+                    skipped.append(slot)
+                    slots_out[slot] = None
+                    continue
+                raise PackageError(f"缺少材料文件：{slot}")
+            try:
+                data = _plain_bytes(source)
+            except OSError as exc:
+                raise PackageError(f"无法读取材料文件：{slot}（{exc.strerror or exc}）") from exc
+            ext, mime = _sniff(data)
+            name = f"{slot}{ext}"
+            files_data[slot] = data
+            attachments.append(
+                {"slot": slot, "label": _label(material), "name": name, "stored": name + ENC,
+                 "mime": mime, "size": len(data)}
+            )
+            slots_out[slot] = name  # the name inside the package, never the user's path
+        else:
+            value = slots_in.get(slot)
+            if _is_skipped(value):
+                if material.get("optional"):
+                    skipped.append(slot)
+                    slots_out[slot] = None
+                    continue
+                if not (slot == "error_prompt" and record.get("prompt_text")):
+                    raise PackageError(f"缺少材料：{slot}")
+                value = record.get("prompt_text")
+            slots_out[slot] = value
+    # Extra text slots the dialog kept (e.g. contact kind) travel along; extra file paths do not.
+    for slot, value in slots_in.items():
+        if slot not in slots_out and slot not in FILE_SLOTS and not isinstance(value, Path):
+            slots_out[slot] = value
+
+    if route == "email" and not slots_out.get("account_name"):
+        raise PackageError("邮件途径需要大鱼号名称（account_name）。")
+
+    meta: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "appeal_id": appeal_id,
+        "route": route,
+        "status": record.get("status", "pending"),
+        "prompt_id": record.get("prompt_id"),
+        "prompt_text": record.get("prompt_text"),
+        "user": record.get("user"),
+        "created_at": record.get("created_at"),
+        "confirmed_at": record.get("confirmed_at"),
+        "written_at": datetime.now(timezone.utc),
+        "slots": slots_out,
+        "skipped": skipped,
+        "materials": materials,
+        "attachments": attachments,
+    }
+    if route == "email":
+        meta["recipient"] = settings.appeal_email or None
+        # Never invent an address: the seed redacts it, an operator must configure it.
+        meta["recipient_missing"] = not settings.appeal_email
+        meta["email"] = EMAIL_EML
+        email_record = {**record, "slots": {**slots_in, **{k: v for k, v in slots_out.items() if v is not None}}}
+        eml = build_email(settings, email_record, attachments, files_data).as_bytes(policy=policy.SMTP)
+
+    root = secure_dir(appeals_dir(settings))
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{appeal_id}-"))  # created 0700
+    try:
+        for att in attachments:
+            vault.write(tmp / att["stored"], files_data[att["slot"]])
+        if route == "email":
+            vault.write(tmp / (EMAIL_EML + ENC), eml)
+        body = json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default).encode("utf-8")
+        vault.write(tmp / (APPEAL_JSON + ENC), body)
+        os.chmod(tmp, 0o700)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_appeal(settings, vault: Vault, appeal_id: str) -> dict:
+    """The decrypted appeal.json of one package."""
+    path = _package_dir(settings, appeal_id) / (APPEAL_JSON + ENC)
+    if not path.exists():
+        raise PackageError(f"找不到申诉材料包：{appeal_id}")
+    try:
+        return json.loads(vault.read(path))
+    except json.JSONDecodeError as exc:
+        raise PackageError(f"申诉材料包已损坏：{appeal_id}") from exc
+
+
+def _package_ids(settings) -> list[str]:
+    root = appeals_dir(settings)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and APPEAL_ID_RE.match(p.name))
+
+
+def _mask_name(name: Any) -> str | None:
+    if not isinstance(name, str) or not name:
+        return None
+    return name[0] + "*"
+
+
+def list_appeals(settings, vault: Vault) -> list[dict]:
+    """One summary per package, oldest first; identity masked. Unreadable ones are listed
+    with `status: "unreadable"` (e.g. written with another key)."""
+    out: list[dict] = []
+    for appeal_id in _package_ids(settings):
+        try:
+            meta = read_appeal(settings, vault, appeal_id)
+        except (VaultError, PackageError):
+            out.append({"appeal_id": appeal_id, "status": "unreadable"})
+            continue
+        slots = meta.get("slots") or {}
+        out.append({
+            "appeal_id": appeal_id,
+            "route": meta.get("route"),
+            "status": meta.get("status", "pending"),
+            "created_at": meta.get("created_at"),
+            "confirmed_at": meta.get("confirmed_at"),
+            "prompt_id": meta.get("prompt_id"),
+            "masked_id_number": mask_id_number(slots["id_number"]) if slots.get("id_number") else None,
+            "masked_name": _mask_name(slots.get("real_name")),
+            "recipient_missing": bool(meta.get("recipient_missing", False)),
+        })
+    out.sort(key=lambda a: (str(a.get("created_at") or ""), a["appeal_id"]))
+    return out
+
+
+def _safe_name(name: str) -> str:
+    # Names come from our own appeal.json, but it is cheap to make sure none escapes out_dir.
+    if not name or name != Path(name).name or name.startswith("."):
+        raise PackageError(f"材料包中的文件名无效：{name!r}")
+    return name
+
+
+def export_appeal(settings, vault: Vault, appeal_id: str, out_dir: str | os.PathLike) -> Path:
+    """Decrypt a package into `out_dir` (0700): appeal.json, email.eml (email route) and the
+    attachments under their plain names (all 0600). Returns `out_dir`."""
+    pkg = _package_dir(settings, appeal_id)
+    meta = read_appeal(settings, vault, appeal_id)
+    out = secure_dir(out_dir)
+    atomic_write(out / APPEAL_JSON, json.dumps(meta, ensure_ascii=False, indent=2).encode("utf-8"))
+    if meta.get("route") == "email":
+        atomic_write(out / EMAIL_EML, vault.read(pkg / (EMAIL_EML + ENC)))
+    for att in meta.get("attachments") or []:
+        atomic_write(out / _safe_name(att["name"]), vault.read(pkg / _safe_name(att["stored"])))
+    return out
+
+
+def delete_appeals_of_user(settings, user: str, vault: Vault | None = None) -> int:
+    """Remove every package whose appeal.json names `user`; returns how many.
+
+    The user id is only inside the encrypted appeal.json, so the vault (or the configured
+    key) is needed. Packages that cannot be decrypted are left alone and logged by id.
+    """
+    if vault is None:
+        vault = Vault(load_or_create_key(settings))
+    removed = 0
+    for appeal_id in _package_ids(settings):
+        try:
+            meta = read_appeal(settings, vault, appeal_id)
+        except (VaultError, PackageError):
+            log.warning("cannot read appeal package %s; not deleted", appeal_id)
+            continue
+        if meta.get("user") == user:
+            shutil.rmtree(_package_dir(settings, appeal_id))
+            removed += 1
+    return removed

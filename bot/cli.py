@@ -1,0 +1,133 @@
+"""Command line: `python -m bot {chat,match,kb,replay,run,appeals}`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from bot.settings import SettingsError, load_settings
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file")
+    p.add_argument("--data-dir", type=Path, help="data directory (overrides settings)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bot", description="大鱼号实名认证失败 support bot")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("chat", help="interactive console chat (one user, DM)")
+    _add_common(p)
+    p.add_argument("--user", default="console-user", help="sender id used in the console")
+
+    p = sub.add_parser("match", help="match messages from stdin, print one JSON line each")
+    _add_common(p)
+    p.add_argument("--jsonl", action="store_true", help='input lines are JSON objects {"text": ...}')
+
+    kb = sub.add_parser("kb", help="knowledge base tools")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+    p = kb_sub.add_parser("check", help="validate a knowledge file or dir")
+    _add_common(p)
+    p.add_argument("path", nargs="?", type=Path)
+
+    p = sub.add_parser("replay", help="feed a JSONL event script, print one JSON line per reply")
+    _add_common(p)
+    p.add_argument("script", help="JSONL file, or - for stdin (live)")
+
+    p = sub.add_parser("run", help="connect to WeChat through a Wechaty puppet-service gateway")
+    _add_common(p)
+
+    ap_ = sub.add_parser("appeals", help="appeal packages")
+    a_sub = ap_.add_subparsers(dest="appeals_command", required=True)
+    p = a_sub.add_parser("list", help="list appeal packages (identity masked)")
+    _add_common(p)
+    p = a_sub.add_parser("export", help="write a decrypted copy of a package")
+    _add_common(p)
+    p.add_argument("appeal_id")
+    p.add_argument("--out", type=Path, required=True)
+    return ap
+
+
+def _cmd_match(settings, args) -> int:
+    from bot.kb import KnowledgeError, load_knowledge
+    from bot.matching import Matcher
+
+    try:
+        matcher = Matcher(load_knowledge(settings.knowledge_dir))
+    except KnowledgeError as exc:
+        print(f"knowledge base error: {exc}", file=sys.stderr)
+        return 2
+    out = sys.stdout
+    for lineno, line in enumerate(sys.stdin, 1):
+        line = line.rstrip("\r\n")
+        if args.jsonl:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                text = obj["text"] if isinstance(obj, dict) else None
+            except (json.JSONDecodeError, KeyError):
+                text = None
+            if not isinstance(text, str):
+                print(f"line {lineno}: expected a JSON object with a string \"text\"", file=sys.stderr)
+                out.write(json.dumps({"text": None, "id": None, "group": None, "tier": "none",
+                                      "score": 0.0, "alternatives": [], "error": "bad input line"},
+                                     ensure_ascii=False) + "\n")
+                continue
+        else:
+            text = line
+        out.write(json.dumps(matcher.match(text).as_json(), ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
+def _cmd_kb_check(settings, args) -> int:
+    from bot.kb import KnowledgeError, load_knowledge
+
+    path = args.path or settings.knowledge_dir
+    try:
+        kb = load_knowledge(path)
+    except KnowledgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    appeal_ids = [p.id for p in kb.prompts if kb.groups[p.group].appeal]
+    print(f"ok: {path}: version {kb.version}; {len(kb.prompts)} prompts in {len(kb.groups)} groups; "
+          f"appeal routes: {', '.join(f'{r.name} ({len(r.materials)} items)' for r in kb.routes.values())}; "
+          f"prompts leading to an appeal: {appeal_ids}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, args.data_dir)
+    except SettingsError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        return 2
+    from bot.privacy import setup_logging
+
+    setup_logging(settings.log_level)
+    if args.command == "match":
+        return _cmd_match(settings, args)
+    if args.command == "kb":
+        return _cmd_kb_check(settings, args)
+    if args.command == "chat":
+        from bot.transport.console import run_console
+
+        return asyncio.run(run_console(settings, args.user))
+    if args.command == "replay":
+        from bot.transport.replay import run_replay
+
+        return asyncio.run(run_replay(settings, args.script))
+    if args.command == "run":
+        from bot.transport.wechaty_adapter import run_wechat
+
+        return asyncio.run(run_wechat(settings))
+    if args.command == "appeals":
+        from bot.appeals.cli import appeals_command
+
+        return appeals_command(settings, args)
+    return 2

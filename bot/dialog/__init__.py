@@ -1,0 +1,1 @@
+"""Conversations: remedy replies and multi-turn appeal material collection."""

@@ -1,0 +1,221 @@
+"""Load, validate and merge the knowledge base: every *.yaml file of a knowledge dir.
+
+All or nothing: any error raises KnowledgeError naming the file, the line and the reason,
+and no partially loaded base is ever returned.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from bot.kb.schema import KB_SCHEMA
+
+
+class KnowledgeError(Exception):
+    def __init__(self, file: Path | str, line: int | None, reason: str):
+        self.file, self.line, self.reason = str(file), line, reason
+        where = f"{self.file}:{line}" if line else self.file
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Material:
+    slot: str
+    label: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class AppealRoute:
+    name: str  # online | email
+    title: str
+    how: str
+    materials: tuple[Material, ...]
+    email_subject: str | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    title: str
+    remedy: str
+    appeal: bool
+    notes: tuple[str, ...] = ()  # note texts, resolved
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: int
+    group: str
+    text: str
+    wildcard: str | None = None
+    phrasings: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    version: str
+    prompts: tuple[Prompt, ...]
+    groups: dict[str, Group]
+    routes: dict[str, AppealRoute]
+    synonyms: dict[str, str] = field(default_factory=dict)  # variant -> canonical
+    context_words: tuple[str, ...] = ()
+    off_topic_words: tuple[str, ...] = ()
+    failure_words: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    userdict: Path | None = None
+
+    def prompt(self, prompt_id: int) -> Prompt | None:
+        return next((p for p in self.prompts if p.id == prompt_id), None)
+
+    def group_of(self, prompt_id: int) -> Group | None:
+        p = self.prompt(prompt_id)
+        return self.groups.get(p.group) if p else None
+
+    def summary(self) -> dict[int, tuple]:
+        """A comparable fingerprint per prompt id, used to report what a reload changed."""
+        out = {}
+        for p in self.prompts:
+            g = self.groups[p.group]
+            out[p.id] = (p.text, p.group, p.phrasings, p.keywords, g.remedy, g.appeal, g.notes)
+        return out
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen[key] = True
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line_of(root: yaml.Node, path) -> int | None:
+    """1-based line of the YAML node at a jsonschema error path (deepest node that exists)."""
+    node, line = root, root.start_mark.line + 1
+    for part in path:
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+        if nxt is None:
+            break
+        node, line = nxt, nxt.start_mark.line + 1
+    return line
+
+
+def _read_file(path: Path) -> tuple[dict, yaml.Node]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise KnowledgeError(path, None, f"not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise KnowledgeError(path, None, f"cannot read: {exc.strerror}") from exc
+    try:
+        root = yaml.compose(raw, Loader=_LineLoader)
+        data = yaml.load(raw, Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise KnowledgeError(path, line, f"YAML error: {exc.problem or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise KnowledgeError(path, None, f"YAML error: {exc}") from exc
+    if root is None or not isinstance(data, dict):
+        raise KnowledgeError(path, 1, "the file must be a YAML mapping (version, groups, prompts, ...)")
+    validator = jsonschema.Draft202012Validator(KB_SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        where = "/".join(map(str, err.absolute_path)) or "top level"
+        raise KnowledgeError(path, _line_of(root, err.absolute_path), f"{where}: {err.message}")
+    return data, root
+
+
+def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
+    """Load every *.yaml in a dir (or one file) into a validated KnowledgeBase."""
+    kdir = Path(knowledge_dir)
+    files = [kdir] if kdir.is_file() else sorted(kdir.glob("*.yaml")) + sorted(kdir.glob("*.yml"))
+    if not files:
+        raise KnowledgeError(kdir, None, "no knowledge file (*.yaml) found")
+    versions, groups, notes, routes = [], {}, {}, {}
+    prompts: list[tuple[Prompt, Path, int]] = []
+    synonyms: dict[str, str] = {}
+    context, off_topic, failure = [], [], []
+    digest = hashlib.sha256()
+    for path in files:
+        data, root = _read_file(path)
+        digest.update(path.read_bytes())
+        if "version" in data:
+            versions.append(str(data["version"]))
+        for name, g in data.get("groups", {}).items():
+            if name in groups:
+                raise KnowledgeError(path, _line_of(root, ["groups", name]), f"group {name!r} defined twice")
+            groups[name] = (g, path, _line_of(root, ["groups", name]))
+        notes.update(data.get("notes", {}))
+        for rname, r in data.get("appeal_routes", {}).items():
+            if rname in routes:
+                raise KnowledgeError(path, _line_of(root, ["appeal_routes", rname]),
+                                     f"appeal route {rname!r} defined twice")
+            routes[rname] = AppealRoute(
+                name=rname, title=r["title"], how=r["how"], email_subject=r.get("email_subject"),
+                materials=tuple(Material(m["slot"], m["label"], bool(m.get("optional"))) for m in r["materials"]))
+        m = data.get("matching", {})
+        for canonical, variants in m.get("synonyms", {}).items():
+            for v in variants:
+                synonyms[v] = canonical
+        context += m.get("context_words", [])
+        off_topic += m.get("off_topic_words", [])
+        failure += m.get("failure_words", [])
+        for i, p in enumerate(data.get("prompts", [])):
+            line = _line_of(root, ["prompts", i])
+            if p.get("wildcard") and p["wildcard"] not in p["text"]:
+                raise KnowledgeError(path, line, f"prompt {p['id']}: wildcard {p['wildcard']!r} is not in its text")
+            prompts.append((Prompt(
+                id=p["id"], group=p["group"], text=p["text"].strip(), wildcard=p.get("wildcard"),
+                phrasings=tuple(p.get("phrasings", ())), keywords=tuple(p.get("keywords", ()))), path, line))
+
+    seen: dict[int, tuple[Path, int]] = {}
+    for p, path, line in prompts:
+        if p.id in seen:
+            first = seen[p.id]
+            raise KnowledgeError(path, line, f"duplicate prompt id {p.id} (first at {first[0].name}:{first[1]})")
+        seen[p.id] = (path, line)
+        if p.group not in groups:
+            raise KnowledgeError(path, line, f"prompt {p.id}: unknown group {p.group!r}")
+    resolved: dict[str, Group] = {}
+    for name, (g, path, line) in groups.items():
+        missing = [n for n in g.get("notes", []) if n not in notes]
+        if missing:
+            raise KnowledgeError(path, line, f"group {name!r}: unknown note {missing[0]!r}")
+        resolved[name] = Group(name=name, title=g["title"], remedy=g["remedy"].strip(), appeal=g["appeal"],
+                               notes=tuple(notes[n] for n in g.get("notes", [])))
+    for missing_route in {"online", "email"} - routes.keys():
+        raise KnowledgeError(kdir, None, f"appeal route {missing_route!r} is not defined in any file")
+    if "email" in routes and not routes["email"].email_subject:
+        raise KnowledgeError(kdir, None, "appeal route 'email' needs an email_subject")
+    if not versions:
+        raise KnowledgeError(files[0], 1, "no file sets a version")
+    userdict = kdir / "userdict.txt" if kdir.is_dir() else kdir.parent / "userdict.txt"
+    return KnowledgeBase(
+        version=f"{'+'.join(versions)} ({digest.hexdigest()[:8]})",
+        prompts=tuple(sorted((p for p, _, _ in prompts), key=lambda p: p.id)),
+        groups=resolved, routes=routes, synonyms=synonyms,
+        context_words=tuple(dict.fromkeys(context)), off_topic_words=tuple(dict.fromkeys(off_topic)),
+        failure_words=tuple(dict.fromkeys(failure)),
+        files=tuple(str(f) for f in files), userdict=userdict if userdict.is_file() else None,
+    )

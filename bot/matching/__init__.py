@@ -1,0 +1,3 @@
+from bot.matching.matcher import MatchResult, Matcher
+
+__all__ = ["Matcher", "MatchResult"]

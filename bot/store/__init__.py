@@ -1,0 +1,3 @@
+from bot.store.sqlite import Conversation, Store
+
+__all__ = ["Store", "Conversation"]

@@ -1,0 +1,1 @@
+"""Transports: console, replay, WeChat (wechaty). Only wechaty_adapter.py imports wechaty."""
