@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from bot.admin.commands import AdminCommands
 from bot.appeals.crypto import Vault, load_or_create_key, secure_dir
 from bot.dialog.flow import HELP, Dialog, awaiting_of
+from bot.dialog.validators import find_id_numbers
 from bot.kb import KnowledgeBase, KnowledgeError, load_knowledge
 from bot.matching import Matcher
 from bot.messages import Incoming, Outgoing
@@ -95,7 +96,9 @@ class Engine:
                 return []
             mode = self.room_mode(msg.chat)
             admin_call = msg.mention and self.admin.is_command(msg.text)
-            if not admin_call and (mode == "off" or (mode == "mention" and not msg.mention)):
+            # An ID number posted in a room gets a "please recall it" warning even unmentioned.
+            privacy_alert = mode != "off" and bool(find_id_numbers(msg.text))
+            if not (admin_call or privacy_alert) and (mode == "off" or (mode == "mention" and not msg.mention)):
                 return []
         # Hold the lock over the whole turn: two messages of one user never interleave.
         # The snapshot is taken once, so a reload mid-turn does not change the base under it.
