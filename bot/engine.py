@@ -61,10 +61,8 @@ class Engine:
         if settings.ocr_enabled:
             from bot.ocr import ScreenshotReader, ocr_available
 
-            if ocr_available():
-                ocr = ScreenshotReader(max_pixels=settings.ocr_max_pixels,
-                                       max_bytes=int(settings.max_attachment_mb * 1024 * 1024),
-                                       timeout=settings.ocr_timeout_seconds)
+            if ocr_available():  # a cheap check: the engine itself loads on the first image
+                ocr = ScreenshotReader.from_settings(settings)
         return cls(settings, store, vault, snapshot, ocr)
 
     @staticmethod

@@ -480,8 +480,12 @@ class Dialog:
     async def _ocr_text(self, path: Path, keep: bool = False) -> str | None:
         if self.ocr is None:
             return None
+        from bot.ocr import OcrUnavailable
+
         try:
             result = await self.ocr.read(Path(path))
+        except OcrUnavailable:
+            return None
         except Exception as exc:  # OCR is best effort: a bad picture must not break the dialog
             log.info("ocr failed: %s", type(exc).__name__)
             return ""

@@ -14,9 +14,11 @@ built once in `Matcher.__init__` so a reload builds a new Matcher and swaps it i
 """
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import jieba
@@ -31,12 +33,20 @@ SUGGEST_SCORE = 0.45
 CLEAR_TEXT_MATCH = 0.9  # character fit at which the message plainly quotes a prompt
 MAX_ALTERNATIVES = 3
 MIN_CLAUSE_CHARS = 4
+# Retrieval: with more prompts than this, only the RETRIEVE_TOP entries sharing the most specific
+# character bigrams with the message are scored in full (AnyQ's retrieval -> matching split).
+FULL_SCAN_LIMIT = 64
+RETRIEVE_TOP = 24
 
 # Function words and chat filler: no evidence for any prompt.
 _STOPWORDS = frozenset("""
 的 了 是 我 你 他 她 它 吗 啊 呀 吧 呢 嘛 哦 哈 么 在 和 与 跟 及 或 就 都 也 还 又 要 让 叫 说 请 把 被 给 这 那 个 一 一直 总是 老是 为啥
 为什么 怎么 怎么办 咋 咋办 啥 什么 如何 提示 显示 出现 一下 一个 时候 之后 以后 然后 但是 可是 明明 到底 已经 进行 按 上 下 里 中 后 前 时
 """.split())
+
+def _bigrams(text: str) -> set[str]:
+    return {text[i:i + 2] for i in range(len(text) - 1)} or ({text} if text else set())
+
 
 _CLAUSE_SPLIT = re.compile(r"[,，。.;；:：!！?？、“”\"'‘’()（）]+")
 
@@ -104,6 +114,7 @@ class Matcher:
         for e in self._entries:
             e.reports_failure = any(w in e.variants[0].text for w in self._failure)
         self._idf = self._build_idf()
+        self._bigrams, self._bigram_idf = self._build_bigram_index()
         self._mark_distinct_variants()
 
     # -- building -------------------------------------------------------------------------
@@ -145,11 +156,35 @@ class Matcher:
                 df[t] = df.get(t, 0) + 1
         return {t: math.log(1 + n / d) for t, d in df.items()}
 
+    def _build_bigram_index(self) -> tuple[dict[str, list[int]], dict[str, float]]:
+        postings: dict[str, set[int]] = defaultdict(set)
+        for i, e in enumerate(self._entries):
+            for text in (*(v.text for v in e.variants), *e.keywords):
+                for bg in _bigrams(text):
+                    postings[bg].add(i)
+        n = len(self._entries)
+        return ({bg: sorted(ids) for bg, ids in postings.items()},
+                {bg: math.log(1 + n / len(ids)) for bg, ids in postings.items()})
+
+    def _candidates(self, text: str, exclude: int | None = None) -> list[int]:
+        """Indices of the entries worth scoring for `text`: all of them for a small base."""
+        if len(self._entries) <= FULL_SCAN_LIMIT:
+            return [i for i in range(len(self._entries)) if i != exclude]
+        weight: dict[int, float] = defaultdict(float)
+        for bg in _bigrams(text):
+            ids = self._bigrams.get(bg)
+            if ids and len(ids) <= len(self._entries) // 4:  # skip bigrams nearly every entry has
+                idf = self._bigram_idf[bg]
+                for i in ids:
+                    weight[i] += idf
+        weight.pop(exclude, None)
+        return [i for i, _ in heapq.nlargest(RETRIEVE_TOP, weight.items(), key=lambda kv: kv[1])]
+
     def _mark_distinct_variants(self) -> None:
         # A clause another prompt also says ("请确保是账户本人操作" in 1 and 2) is weak evidence.
-        for e in self._entries:
-            others = [v.text for o in self._entries if o is not e and o.group != "" for v in o.variants]
+        for index, e in enumerate(self._entries):
             for v in e.variants:
+                others = [o.text for i in self._candidates(v.text, exclude=index) for o in self._entries[i].variants]
                 best = max((fuzz.ratio(v.text, o) for o in others), default=0.0) / 100
                 v.distinct = 1.0 - max(0.0, (best - 0.5) / 0.5)
 
@@ -195,9 +230,11 @@ class Matcher:
         tokens = self._tokens(msg)
         domain_weight = sum(self._idf.get(t, 0.0) for t in tokens)
         scored = []
-        for e in self._entries:
+        for e in (self._entries[i] for i in self._candidates(msg)):
             char, total = self._score_entry(e, msg, tokens, domain_weight)
             scored.append((total, char, e))
+        if not scored:
+            return MatchResult(text, None, None, "none", 0.0)
         scored.sort(key=lambda s: s[0], reverse=True)
         top_score, top_char, top = scored[0]
         second = scored[1][0] if len(scored) > 1 else 0.0
