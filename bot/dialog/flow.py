@@ -17,6 +17,7 @@ in a DM; in rooms the bot answers with remedies and never asks for, nor echoes, 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -124,7 +125,6 @@ class Dialog:
     # == rooms ==========================================================================
     async def _room(self, t: Turn) -> list[Outgoing]:
         msg = t.msg
-        replies: list[Outgoing] = []
         if v.find_id_numbers(msg.text):
             # Never echo it; ask them to recall the message.
             return [self._say(t, "请注意:群里不要发身份证号码等个人信息,请尽快撤回刚才的消息。"
@@ -153,9 +153,7 @@ class Dialog:
         self._record_match(t, result)
         if result.tier == "confident" or (msg.mention and result.tier == "suggest"):
             return self._answer_match(t, result, room=True)
-        if msg.mention:
-            replies.append(self._say(t, NOT_UNDERSTOOD, mention=True))
-        return replies
+        return [self._say(t, NOT_UNDERSTOOD, mention=True)] if msg.mention else []
 
     # == direct messages ================================================================
     async def _dm(self, t: Turn) -> list[Outgoing]:
@@ -251,7 +249,7 @@ class Dialog:
         result = self.matcher.match(text)
         if result.tier != "none":
             self._record_match(t, result)
-            self._drop_collected(t)
+            self._drop_collected(t.data)
             t.conv.data = {}
             return self._answer_match(t, result, room=False)
         return [self._say(t, reask)]
@@ -464,8 +462,7 @@ class Dialog:
 
     @staticmethod
     def _user_key(sender: str) -> str:
-        import hashlib
-
+        """Folder name for a user's working files: not their contact id."""
         return hashlib.sha256(sender.encode()).hexdigest()[:16]
 
     def _discard_inbox(self, path: Path) -> None:
@@ -557,7 +554,7 @@ class Dialog:
         masked = v.mask_id_number(values["id_number"]) if values.get("id_number") else "-"
         self.store.add_appeal(appeal_id, t.msg.sender, route, record["prompt_id"], masked, t.now)
         self.store.record("appeal_finished", t.now, record["prompt_id"])
-        self._drop_collected(t)
+        self._drop_collected(t.data)
         t.conv.state, t.conv.data = "idle", {}
         if route == "online":
             nxt = (f"下一步:登录大鱼号后台,通过【线上反馈】入口提交这 4 项材料:"
@@ -578,7 +575,7 @@ class Dialog:
         active = t.conv.state != "idle" or t.data.get("slots")
         if t.data.get("slots") is not None:
             self.store.record("appeal_abandoned", t.now, t.data.get("prompt_id"))
-        self._drop_collected(t)
+        self._drop_collected(t.data)
         t.conv.state, t.conv.data = "idle", {}
         if not active:
             return [self._say(t, "当前没有进行中的事项。" + HELP)]
@@ -586,7 +583,7 @@ class Dialog:
 
     async def _cmd_restart(self, t: Turn) -> list[Outgoing]:
         prompt_id = t.data.get("prompt_id")
-        self._drop_collected(t)
+        self._drop_collected(t.data)
         t.conv.data = {"prompt_id": prompt_id} if prompt_id else {}
         if prompt_id and self.kb.group_of(prompt_id) and self.kb.group_of(prompt_id).appeal:
             return self._start_appeal(t)
@@ -637,7 +634,7 @@ class Dialog:
 
     def delete_user_data(self, sender: str) -> int:
         for conv in self.store.conversations_of(sender):
-            self._drop_collected(Turn(None, conv, None))
+            self._drop_collected(conv.data)
         shutil.rmtree(self.files_dir / self._user_key(sender), ignore_errors=True)
         removed = appeal_package.delete_appeals_of_user(self.settings, sender, self.vault)
         self.store.delete_user(sender)
@@ -660,11 +657,12 @@ class Dialog:
     def _label(self, t: Turn, slot: str) -> str:
         return next((m.label for m in self._materials(t) if m.slot == slot), slot)
 
-    def _drop_collected(self, t: Turn) -> None:
-        for value in (t.data.get("slots") or {}).values():
+    def _drop_collected(self, data: dict) -> None:
+        """Delete the working copies of files collected in a conversation."""
+        for value in (data.get("slots") or {}).values():
             if isinstance(value, dict) and "file" in value:
                 self._delete_ref(value)
-        pending = t.data.get("pending_file")
+        pending = data.get("pending_file")
         if pending:
             self._delete_ref(pending["ref"])
 
@@ -692,7 +690,7 @@ class Dialog:
         idle = now - conv.last_activity
         if idle >= timedelta(hours=self.settings.expiry_hours):
             collecting = conv.data.get("slots") is not None
-            self._drop_collected(Turn(None, conv, now))
+            self._drop_collected(conv.data)
             if collecting:
                 self.store.record("appeal_abandoned", now, conv.data.get("prompt_id"))
             conv.state, conv.data = "idle", {}
