@@ -186,7 +186,7 @@ class Matcher:
             for v in e.variants:
                 others = [o.text for i in self._candidates(v.text, exclude=index) for o in self._entries[i].variants]
                 best = max((fuzz.ratio(v.text, o) for o in others), default=0.0) / 100
-                v.distinct = 1.0 - max(0.0, (best - 0.5) / 0.5)
+                v.distinct = 1.0 - max(0.0, (best - 0.7) / 0.3)  # penalise near-duplicates only
 
     # -- matching -------------------------------------------------------------------------
     @staticmethod
