@@ -130,7 +130,6 @@ class Dialog:
             return [self._say(t, "请注意:群里不要发身份证号码等个人信息,请尽快撤回刚才的消息。"
                                  "申诉材料请私聊我提交。", mention=True)]
         if msg.attachment is not None:
-            self._discard_inbox(msg.attachment.path)
             if not msg.mention:
                 return []
             if msg.attachment.kind == "image":
@@ -356,14 +355,13 @@ class Dialog:
         att = t.msg.attachment
         state, awaiting = t.conv.state, t.data.get("awaiting")
         spec = SLOTS.get(awaiting) if state == "collecting" else None
-        if spec is not None and spec.kind == att.kind == "image" or (spec is not None and spec.kind == "video"
-                                                                      and att.kind in ("video", "file")):
+        # A photo or video may also arrive as a plain file: its content decides, not the label.
+        if spec is not None and spec.kind != "text" and att.kind in (spec.kind, "file"):
             return await self._fill_file_slot(t, awaiting, att.path, att.kind)
         if state in ("collecting", "military", "confirm", "route", "file_slot") and t.data.get("route"):
             return await self._keep_pending(t, att.path, att.kind)
         if att.kind == "image" and state not in ("delete_confirm",):
             text = await self._ocr_text(att.path)
-            self._discard_inbox(att.path)
             if text is None:
                 return [self._say(t, "我暂时读不了图片里的文字。请直接把截图上的失败提示语打字发给我。")]
             result = self.matcher.match(text)
@@ -371,7 +369,6 @@ class Dialog:
             if result.tier == "none":
                 return [self._say(t, "我在这张图片里没有找到认证失败的提示语。请把你看到的提示语打字发给我。")]
             return self._answer_match(t, result, room=False)
-        self._discard_inbox(att.path)
         return [self._say(t, "收到文件。如果要整理申诉材料,请先把认证失败的提示语发给我,我会告诉你需要哪些材料。")]
 
     def _check_file(self, path: Path, kind: str) -> v.Validation:
@@ -384,7 +381,6 @@ class Dialog:
         want = SLOTS[slot].kind
         check = self._check_file(path, want)
         if not check.ok:
-            self._discard_inbox(path)
             return self._failed(t, slot, check.error)
         ref = self._store_file(t, path, check)
         t.data["slots"][slot] = ref
@@ -400,7 +396,6 @@ class Dialog:
                     if "error_prompt" not in t.data["slots"]:
                         t.data["prompt_id"] = result.id
                         note = f"(截图里识别到提示:{self.kb.prompt(result.id).text})"
-        self._discard_inbox(path)
         return self._ask_next(t, f"已收到{'视频' if want == 'video' else '图片'}。{note}\n")
 
     async def _keep_pending(self, t: Turn, path: Path, kind: str) -> list[Outgoing]:
@@ -409,10 +404,8 @@ class Dialog:
         if not check.ok and kind == "file":
             want, check = "image", self._check_file(path, "image")
         if not check.ok:
-            self._discard_inbox(path)
             return [self._say(t, check.error + "\n" + self._current_question(t, short=True))]
         ref = self._store_file(t, path, check)
-        self._discard_inbox(path)
         options = [m for m in (self._missing(t) or self._materials(t)) if SLOTS[m.slot].kind == want]
         if not options:
             self._delete_ref(ref)
@@ -464,15 +457,6 @@ class Dialog:
     def _user_key(sender: str) -> str:
         """Folder name for a user's working files: not their contact id."""
         return hashlib.sha256(sender.encode()).hexdigest()[:16]
-
-    def _discard_inbox(self, path: Path) -> None:
-        """Delete a transport's downloaded copy; files outside the inbox belong to someone else."""
-        inbox = (self.settings.data_dir / "inbox").resolve()
-        try:
-            if Path(path).resolve().is_relative_to(inbox):
-                Path(path).unlink(missing_ok=True)
-        except OSError:
-            pass
 
     async def _ocr_text(self, path: Path, keep: bool = False) -> str | None:
         if self.ocr is None:

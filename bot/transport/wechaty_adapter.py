@@ -243,7 +243,7 @@ class WechatTransport:
         self._rooms: set[str] = set()
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._self_name = ""
-        self._tasks: set[asyncio.Task] = set()
+        self._inflight = 0  # message handlers running
 
     # -- lifecycle --------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -259,13 +259,13 @@ class WechatTransport:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            deadline = time.monotonic() + 5.0  # let messages being handled finish their turn
+            while self._inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             if self.outbox.pending:
                 log.info("flushing %d queued messages", self.outbox.pending)
             await self.outbox.close(timeout=self.opts.shutdown_flush if self._online.is_set() else 1.0)
             await self._end_session()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         return code
 
     async def _supervise(self) -> int:
@@ -436,12 +436,15 @@ class WechatTransport:
 
     async def _on_message(self, client, msg) -> None:
         mid = msg.message_id
+        self._inflight += 1
         try:
             await self._handle_message(client, msg)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad message must not kill the stream
             log.exception("message %s failed: %s", mid, type(exc).__name__)
+        finally:
+            self._inflight -= 1
 
     async def _handle_message(self, client, msg) -> None:
         wx = self._wx
@@ -466,9 +469,7 @@ class WechatTransport:
         sender = talker.contact_id
         chat = room.room_id if room is not None else sender
         if room is not None:
-            self._rooms.add(chat)
-            if self.settings.room_mode == "off":
-                return
+            self._rooms.add(chat)  # room filtering (modes, allow-list) is the engine's
         text, mention = "", False
         if kind == "text":
             text = msg.text() or ""
@@ -485,8 +486,8 @@ class WechatTransport:
                 path = await self._download(client, msg, kind)
             except AttachmentTooLarge as exc:
                 log.info("message %s: %s over the %s MB cap (%s)", mid, kind, self.settings.max_attachment_mb, exc)
-                if room is None or self.settings.room_mode == "auto":
-                    self.outbox.put(Outgoing(chat=chat, to=sender, mention=room is not None,
+                if room is None:
+                        self.outbox.put(Outgoing(chat=chat, to=sender,
                                              text=TOO_LARGE_TEXT.format(mb=_fmt_mb(self.settings.max_attachment_mb))))
                 return
             except Exception as exc:  # noqa: BLE001
@@ -507,6 +508,11 @@ class WechatTransport:
             if room is None or mention:
                 self.outbox.put(Outgoing(chat=chat, to=sender, mention=room is not None, text=ENGINE_FAILED_TEXT))
             return
+        finally:
+            # The engine keeps what it needs (encrypted, elsewhere); the downloaded copy is ours.
+            if attachment is not None:
+                with contextlib.suppress(OSError):
+                    attachment.path.unlink(missing_ok=True)
         for reply in replies or []:
             self.outbox.put(reply)
         if replies:
@@ -682,6 +688,14 @@ async def serve(settings: Settings, *, engine_factory: EngineFactory | None = No
         print(checked, file=sys.stderr, flush=True)
         return EXIT_CONFIG
     host, port = checked
+    if options is None:
+        options = WechatOptions()
+        # optional settings (not in Settings yet): honoured when present
+        for field, attr in (("wechaty_startup_timeout_seconds", "startup_timeout"),
+                            ("wechaty_tick_seconds", "tick_interval")):
+            value = getattr(settings, field, None)
+            if value:
+                setattr(options, attr, float(value))
     engine = await (engine_factory or _default_engine)(settings)
     try:
         transport = WechatTransport(settings, engine, host, port, options)
@@ -700,18 +714,15 @@ async def serve(settings: Settings, *, engine_factory: EngineFactory | None = No
         await engine.close()
 
 
-def run_wechat(settings: Settings, *, engine_factory: EngineFactory | None = None,
-               options: WechatOptions | None = None) -> int:
-    """`python -m bot run`: serve WeChat through a puppet-service gateway; returns the exit code.
+async def run_wechat(settings: Settings, *, engine_factory: EngineFactory | None = None,
+                     options: WechatOptions | None = None) -> int:
+    """`python -m bot run` (as `asyncio.run(run_wechat(settings))`): serve WeChat through a
+    puppet-service gateway until SIGINT/SIGTERM; returns the exit code.
 
     0 after SIGINT/SIGTERM, 2 when the token or endpoint is missing, 3 when no gateway answered
     within the start-up timeout, 4 when the gateway refused the token.
     """
-    checked = check_settings(settings)
-    if isinstance(checked, str):
-        print(checked, file=sys.stderr, flush=True)
-        return EXIT_CONFIG
-    if not logging.getLogger().handlers:
+    if not logging.getLogger().handlers:  # the CLI normally set up (redacting) logging already
         logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return asyncio.run(serve(settings, engine_factory=engine_factory, options=options))
+    return await serve(settings, engine_factory=engine_factory, options=options)
