@@ -114,18 +114,24 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_match(settings, args)
     if args.command == "kb":
         return _cmd_kb_check(settings, args)
-    if args.command == "chat":
-        from bot.transport.console import run_console
+    if args.command in ("chat", "replay", "run"):
+        from bot.kb import KnowledgeError
 
-        return asyncio.run(run_console(settings, args.user))
-    if args.command == "replay":
-        from bot.transport.replay import run_replay
+        try:
+            if args.command == "chat":
+                from bot.transport.console import run_console
 
-        return asyncio.run(run_replay(settings, args.script))
-    if args.command == "run":
-        from bot.transport.wechaty_adapter import run_wechat
+                return asyncio.run(run_console(settings, args.user))
+            if args.command == "replay":
+                from bot.transport.replay import run_replay
 
-        return asyncio.run(run_wechat(settings))
+                return asyncio.run(run_replay(settings, args.script))
+            from bot.transport.wechaty_adapter import run_wechat
+
+            return asyncio.run(run_wechat(settings))
+        except KnowledgeError as exc:  # the bot never starts on a half-loaded base
+            print(f"knowledge base error, not starting: {exc}", file=sys.stderr)
+            return 2
     if args.command == "appeals":
         from bot.appeals.cli import appeals_command
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -144,6 +145,14 @@ class Engine:
         return out
 
     # -- knowledge reload ----------------------------------------------------------------
+    def reload_on_sighup(self) -> None:
+        """Operators on the host: `kill -HUP <pid>` reloads like #reload (call inside the loop)."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
+        except (NotImplementedError, RuntimeError, AttributeError):  # not on this platform
+            pass
+
     async def reload(self, by: str) -> ReloadReport:
         """Re-read the knowledge dir, validate, and swap atomically; keep the old base on error."""
         async with self._reload_lock:

@@ -6,14 +6,12 @@ Type a creator's message and read the reply. `/image PATH` and `/video PATH` sen
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.engine import Engine
-from bot.kb import KnowledgeError
 from bot.messages import Attachment, Incoming
 from bot.settings import Settings
 
@@ -22,16 +20,8 @@ BANNER = """大鱼号实名认证小助手(控制台)。数据目录:{data_dir}
 
 
 async def run_console(settings: Settings, user: str = "console-user") -> int:
-    try:
-        engine = await Engine.open(settings)
-    except KnowledgeError as exc:
-        print(f"知识库有错误,无法启动:{exc}", file=sys.stderr)
-        return 2
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(engine.reload("SIGHUP")))
-    except (NotImplementedError, RuntimeError):
-        pass
+    engine = await Engine.open(settings)
+    engine.reload_on_sighup()
     print(BANNER.format(data_dir=settings.data_dir), flush=True)
     try:
         for r in await engine.tick():

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.engine import Engine
-from bot.kb import KnowledgeError
 from bot.messages import Attachment, Incoming, Outgoing
 from bot.settings import Settings
 
@@ -65,16 +63,8 @@ def reply_json(r: Outgoing) -> str:
 
 
 async def run_replay(settings: Settings, script: str) -> int:
-    try:
-        engine = await Engine.open(settings)
-    except KnowledgeError as exc:
-        print(f"knowledge base error: {exc}", file=sys.stderr)
-        return 2
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(engine.reload("SIGHUP")))
-    except (NotImplementedError, RuntimeError):
-        pass
+    engine = await Engine.open(settings)
+    engine.reload_on_sighup()
     if script == "-":
         base_dir = Path.cwd()
         source = None

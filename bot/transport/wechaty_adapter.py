@@ -688,15 +688,10 @@ async def serve(settings: Settings, *, engine_factory: EngineFactory | None = No
         print(checked, file=sys.stderr, flush=True)
         return EXIT_CONFIG
     host, port = checked
-    if options is None:
-        options = WechatOptions()
-        # optional settings (not in Settings yet): honoured when present
-        for field, attr in (("wechaty_startup_timeout_seconds", "startup_timeout"),
-                            ("wechaty_tick_seconds", "tick_interval")):
-            value = getattr(settings, field, None)
-            if value:
-                setattr(options, attr, float(value))
+    options = options or WechatOptions()
     engine = await (engine_factory or _default_engine)(settings)
+    if hasattr(engine, "reload_on_sighup"):  # test engines may not have one
+        engine.reload_on_sighup()
     try:
         transport = WechatTransport(settings, engine, host, port, options)
         loop = asyncio.get_running_loop()
