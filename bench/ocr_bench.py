@@ -25,14 +25,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from bot.ocr import ScreenshotReader, ocr_available  # noqa: E402
 from screenshots import FONT_HINT, VARIANTS, find_cjk_font, render_failure_screenshot  # noqa: E402
+from screenshots import SAMPLE_PROMPTS as PROMPTS  # noqa: E402
 
-PROMPTS = [
-    "人脸与公安网照片不一致,请确保是账户本人操作",
-    "认证信息已超过入驻上限",
-    "扫描二维码后提示“未知客户端”",
-    "姓名与身份证号不匹配,请重新确认并再次认证",
-    "身份证照片信息与需认证的身份证号码不一致,或身份证照片无法识别。请按提示重新提交有效身份证照片",
-]
 
 
 def peak_rss_mib() -> float:

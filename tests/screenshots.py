@@ -22,6 +22,14 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 WIDTH, HEIGHT = 1080, 1920
 
 #: Variants accepted by ``render_failure_screenshot``.
+# Prompts of the seed with short, long, quoted and punctuated text: what the OCR tests render.
+SAMPLE_PROMPTS = [
+    "人脸与公安网照片不一致,请确保是账户本人操作",
+    "认证信息已超过入驻上限",
+    "扫描二维码后提示“未知客户端”",
+    "姓名与身份证号不匹配,请重新确认并再次认证",
+    "身份证照片信息与需认证的身份证号码不一致,或身份证照片无法识别。请按提示重新提交有效身份证照片",
+]
 VARIANTS = ("clean", "small", "jpeg30", "blur", "rotated")
 
 FONT_HINT = "install a CJK font: apt-get install fonts-wqy-microhei"

@@ -30,6 +30,7 @@ from bot.ocr import reader as reader_mod  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screenshots import (  # noqa: E402
     FONT_HINT,
+    SAMPLE_PROMPTS as PROMPTS,
     VARIANTS,
     find_cjk_font,
     render_blank_screenshot,
@@ -38,13 +39,6 @@ from screenshots import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
-PROMPTS = [
-    "人脸与公安网照片不一致,请确保是账户本人操作",
-    "认证信息已超过入驻上限",
-    "扫描二维码后提示“未知客户端”",
-    "姓名与身份证号不匹配,请重新确认并再次认证",
-    "身份证照片信息与需认证的身份证号码不一致,或身份证照片无法识别。请按提示重新提交有效身份证照片",
-]
 
 
 def normalise(text: str) -> str:
