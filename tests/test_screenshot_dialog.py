@@ -74,3 +74,9 @@ async def test_without_ocr_the_bot_asks_to_type(tmp_path, shots):
         assert "打字" in r["text"] and r["prompt_id"] is None
     finally:
         await d.close()
+
+
+async def test_id_card_photo_in_a_room_gets_a_recall_warning(driver, tmp_path):
+    shot = screenshots.render_failure_screenshot("公民身份号码 11010519491231002X", tmp_path / "id.png", "clean")
+    r = await driver.send(room="r1", **{"from": "u2"}, mention=True, image=str(shot))
+    assert len(r) == 1 and "撤回" in r[0]["text"] and "1101" not in r[0]["text"]
