@@ -29,6 +29,7 @@ __import__("jieba").setLogLevel(60)
 
 DEV = ROOT.parent / "shared" / "eval" / "dev_match.jsonl"
 HOLDOUT = ROOT / "tests" / "data" / "holdout_match.jsonl"
+UNSEEN = ROOT / "bench" / "data" / "unseen_match.jsonl"  # written last, not used while building the matcher
 
 
 class Baseline:
@@ -107,7 +108,7 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     sets = {name: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            for name, path in (("dev", DEV), ("holdout", HOLDOUT)) if path.exists()}
+            for name, path in (("dev", DEV), ("holdout", HOLDOUT), ("unseen", UNSEEN)) if path.exists()}
     texts = [r["text"] for rows in sets.values() for r in rows]
     kb = load_knowledge(ROOT / "knowledge")
     print(f"python {sys.version.split()[0]}, one core, {len(texts)} messages x {args.runs} runs")

@@ -25,12 +25,13 @@ import jieba
 from rapidfuzz import fuzz
 
 from bot.kb import KnowledgeBase
-from bot.matching.normalize import SynonymRewriter, clean
+from bot.matching.normalize import SynonymRewriter, clean, phonetic
 
 CONFIDENT_SCORE = 0.72
 CONFIDENT_MARGIN = 0.08
 SUGGEST_SCORE = 0.45
 CLEAR_TEXT_MATCH = 0.9  # character fit at which the message plainly quotes a prompt
+SOUND_ALIKE_WEIGHT = 0.9  # a match by pinyin (homophone typos) is a little weaker than by characters
 MAX_ALTERNATIVES = 3
 MIN_CLAUSE_CHARS = 4
 # Retrieval: with more prompts than this, only the RETRIEVE_TOP entries sharing the most specific
@@ -70,6 +71,10 @@ class _Variant:
     text: str  # normalised, synonyms rewritten
     tokens: frozenset[str]
     distinct: float  # 1 = only this prompt says it, 0 = another prompt says the same
+    sound: str = ""  # phonetic(text)
+
+    def __post_init__(self):
+        self.sound = phonetic(self.text)
 
 
 @dataclass
@@ -197,20 +202,23 @@ class Matcher:
         # The message is shorter: a fragment covers only part of the variant.
         return fuzz.partial_ratio(msg, variant) / 100 * math.sqrt(len(msg) / len(variant))
 
-    def _score_entry(self, e: _Entry, msg: str, tokens: frozenset[str],
+    def _score_entry(self, e: _Entry, msg: str, msg_sound: str, tokens: frozenset[str],
                      domain_weight: float) -> tuple[float, float]:
-        """(plain character fit of the best variant, combined score)."""
+        """(plain character fit of the best variant, combined score, token evidence)."""
         m = msg
         if e.wildcard is not None:
             m = e.wildcard.sub(lambda mo: mo.group(0)[:4] + mo.group(0)[-4:], m)
+            msg_sound = phonetic(m)
         char = fit = 0.0
         for v in e.variants:
             f = self._fit(v.text, m)
+            if f < 1.0:
+                f = max(f, SOUND_ALIKE_WEIGHT * self._fit(v.sound, msg_sound))
             fit = max(fit, f)
             char = max(char, f * (0.55 + 0.45 * v.distinct))
         matched = tokens & e.vocabulary
         if not matched:
-            return fit, char
+            return fit, char, 0.0
         idf = self._idf
         got = sum(idf[t] for t in matched)
         # Recall against the variant it best covers, precision against the message's domain words.
@@ -221,22 +229,23 @@ class Matcher:
         token = precision * (0.6 * recall + 0.4 * keyword_recall)
         if e.keywords & (matched | {k for k in e.keywords if k in m}):
             token = min(1.0, token + 0.1)
-        return fit, max(char, 0.5 * char + 0.5 * token)
+        return fit, max(char, 0.5 * char + 0.5 * token), token
 
     def match(self, text: str) -> MatchResult:
         msg = self._norm(text)
         if not msg:
             return MatchResult(text, None, None, "none", 0.0)
         tokens = self._tokens(msg)
+        msg_sound = phonetic(msg)
         domain_weight = sum(self._idf.get(t, 0.0) for t in tokens)
         scored = []
         for e in (self._entries[i] for i in self._candidates(msg)):
-            char, total = self._score_entry(e, msg, tokens, domain_weight)
-            scored.append((total, char, e))
+            char, total, token = self._score_entry(e, msg, msg_sound, tokens, domain_weight)
+            scored.append((total, token, char, e))
         if not scored:
             return MatchResult(text, None, None, "none", 0.0)
-        scored.sort(key=lambda s: s[0], reverse=True)
-        top_score, top_char, top = scored[0]
+        scored.sort(key=lambda s: (s[0], s[1]), reverse=True)  # ties go to the better token evidence
+        top_score, _, top_char, top = scored[0]
         second = scored[1][0] if len(scored) > 1 else 0.0
         tier = 0  # 0 none, 1 suggest, 2 confident
         if top_score >= SUGGEST_SCORE:
@@ -250,7 +259,7 @@ class Matcher:
                 if any(w in msg for w in self._off_topic):
                     tier -= 1
         tier = ("none", "suggest", "confident")[max(tier, 0)]
-        alternatives = [{"id": e.id, "score": round(s, 4)} for s, _, e in scored[1:MAX_ALTERNATIVES + 1]
+        alternatives = [{"id": e.id, "score": round(s, 4)} for s, _, _, e in scored[1:MAX_ALTERNATIVES + 1]
                         if s >= SUGGEST_SCORE * 0.8]
         if tier == "none":
             return MatchResult(text, None, None, "none", round(top_score, 4), alternatives)

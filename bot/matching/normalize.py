@@ -6,6 +6,7 @@ import unicodedata
 from functools import lru_cache
 
 import opencc
+from pypinyin import lazy_pinyin
 
 # Work on at most this many characters: a 1 MB paste costs the same as a long message.
 MAX_INPUT_CHARS = 2000
@@ -51,3 +52,20 @@ class SynonymRewriter:
         if self._pattern is None:
             return text
         return self._pattern.sub(lambda m: self._table[m.group(0)], text)
+
+
+_SYLLABLES: dict[str, str] = {}
+
+
+@lru_cache(maxsize=8192)
+def _sound_of(char: str) -> str:
+    """One private-use character per toneless pinyin syllable: homophones become equal."""
+    if not ("\u3400" <= char <= "\u9fff" or char >= "\U00020000"):
+        return char
+    syllable = lazy_pinyin(char)[0]
+    return _SYLLABLES.setdefault(syllable, chr(0xE000 + len(_SYLLABLES)))
+
+
+def phonetic(text: str) -> str:
+    """`clean` text as sounds, same length: 认正 == 认证, 入住上线 == 入驻上限 (pinyin-input typos)."""
+    return "".join(map(_sound_of, text))
