@@ -99,9 +99,11 @@ def _ensure_jieba(userdict) -> None:
             jieba.setLogLevel(60)
             jieba.initialize()
             _userdicts_loaded.add("")
-        if userdict is not None and str(userdict) not in _userdicts_loaded:
-            jieba.load_userdict(str(userdict))
-            _userdicts_loaded.add(str(userdict))
+        if userdict is not None:
+            key = f"{userdict}@{userdict.stat().st_mtime_ns}"  # an edited file is read again on reload
+            if key not in _userdicts_loaded:
+                jieba.load_userdict(str(userdict))
+                _userdicts_loaded.add(key)
 
 
 class Matcher:
