@@ -275,3 +275,17 @@ async def test_logs_never_hold_id_numbers_or_paths(driver, media, caplog):
     await run_appeal(driver, email_answers(media), "没有")
     text = caplog.text
     assert "11010519491231002" not in text and str(media["front"]) not in text
+
+
+async def test_pause_keeps_data_without_reminders_until_expiry(driver, media):
+    await driver.say("验证不通过,请重新认证", at="2026-11-24T10:00:00+08:00")
+    await driver.say("是")
+    await driver.say("有")
+    await driver.send(**{"from": "u1", "video": str(media["video"])})
+    r = await driver.say("暂停")
+    assert "保留" in r["text"] and r["awaiting"] == "id_handheld_photo"
+    assert await driver.send(tick="2026-11-24T11:00:00+08:00") == []  # no reminder while paused
+    r = await driver.say("进度", at="2026-11-24T12:00:00+08:00")
+    assert "已完成 1 项" in r["text"]
+    expired = await driver.send(tick="2026-11-25T12:01:00+08:00")
+    assert len(expired) == 1 and "已删除" in expired[0]["text"]

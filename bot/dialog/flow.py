@@ -44,7 +44,7 @@ CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
 HELP = (
     "我是大鱼号实名认证小助手。把认证失败时看到的提示语(或截图)发给我,我告诉你怎么处理;"
     "需要申诉时,我可以在私聊里一步步帮你整理申诉材料。\n"
-    "随时可用的指令:进度、跳过(可选项)、重新开始、取消、删除我的资料、帮助"
+    "随时可用的指令:进度、跳过(可选项)、暂停(保留资料)、重新开始、取消、删除我的资料、帮助"
 )
 NOT_UNDERSTOOD = ("我没有找到对应的认证失败提示。请把实名认证失败时看到的提示语原文发给我"
                   "(例如:人脸与公安网照片不一致,请确保是账户本人操作),也可以发截图。")
@@ -61,6 +61,7 @@ _COMMANDS = {
     "help": {"帮助", "help", "菜单", "怎么用", "?", "？"},
     "delete": {"删除我的资料", "删除我的数据", "删除资料", "删除我的信息"},
     "appeal": {"申诉", "我要申诉", "准备申诉材料", "帮我申诉", "申诉材料"},
+    "pause": {"暂停", "先保留", "保留资料", "稍后再说", "晚点再弄"},
 }
 _EDIT = re.compile(r"^(?:修改|改)\s*第?\s*(\d{1,2})\s*项?$")
 _PUNCT = re.compile(r"[\s,，.。!！~～、;；:：\"'“”‘’()（）\[\]【】]+")
@@ -163,6 +164,8 @@ class Dialog:
         if not text:
             return [self._say(t, "我没收到文字内容。" + self._current_question(t, short=True))]
         command = _command(text)
+        if command != "pause":
+            t.data.pop("paused", None)
         if command and not (command == "appeal" and conv.state == "collecting"):
             return await getattr(self, f"_cmd_{command}")(t)
         handler = getattr(self, f"_state_{conv.state}", None)
@@ -563,7 +566,15 @@ class Dialog:
         t.conv.state, t.conv.data = "idle", {}
         if not active:
             return [self._say(t, "当前没有进行中的事项。" + HELP)]
-        return [self._say(t, "已取消,本次收集的资料已全部删除。需要时再把提示语发给我即可。")]
+        return [self._say(t, "已取消,本次收集的资料已全部删除。需要时再把提示语发给我即可。"
+                             "(下次如果只是想先停一下、保留资料,可以回复“暂停”。)")]
+
+    async def _cmd_pause(self, t: Turn) -> list[Outgoing]:
+        if not t.data.get("route"):
+            return [self._say(t, "现在没有进行中的申诉,不需要暂停。")]
+        t.data["paused"] = True
+        return [self._say(t, f"好的,先暂停。已收集的资料会加密保留 {self.settings.expiry_hours:g} 小时,"
+                             "期间不再提醒;之后没有继续会自动删除。想继续时直接发送下一项,或回复“进度”。")]
 
     async def _cmd_restart(self, t: Turn) -> list[Outgoing]:
         prompt_id = t.data.get("prompt_id")
@@ -683,7 +694,8 @@ class Dialog:
             return [Outgoing(chat=conv.chat, to=conv.sender,
                              text=f"申诉材料已经 {self.settings.expiry_hours:g} 小时没有更新,为保护你的隐私,"
                                   "已删除本次收集的资料。需要时再把提示语发给我即可。")]
-        if (not conv.reminded and idle >= timedelta(minutes=self.settings.reminder_minutes)
+        if (not conv.reminded and not conv.data.get("paused")
+                and idle >= timedelta(minutes=self.settings.reminder_minutes)
                 and conv.chat == conv.sender and conv.data.get("route")):
             conv.reminded = True
             left = len([m for m in self.kb.routes[conv.data["route"]].materials
