@@ -34,6 +34,7 @@ from bot.dialog.slots import MILITARY_QUESTION, MILITARY_SLOT, NOT_APPLICABLE, S
 from bot.kb import KnowledgeBase
 from bot.matching import MatchResult, Matcher
 from bot.messages import Incoming, Outgoing
+from bot.privacy import redact
 from bot.settings import Settings
 from bot.store import Conversation, Store
 
@@ -668,8 +669,6 @@ class Dialog:
             self.store.record("suggest", t.now, result.id)
         else:
             self.store.record("none", t.now)
-            from bot.privacy import redact
-
             text = redact(" ".join((t.msg.text or "").split()))[:120]
             if text and not v.find_id_numbers(text):
                 self.store.record_unmatched(text, t.now)
