@@ -1,7 +1,6 @@
 """Whole conversations through the engine, with a fake clock and real files."""
 import asyncio
 import json
-import os
 import stat
 from email import policy
 from email.parser import BytesParser
@@ -289,3 +288,13 @@ async def test_pause_keeps_data_without_reminders_until_expiry(driver, media):
     assert "已完成 1 项" in r["text"]
     expired = await driver.send(tick="2026-11-25T12:01:00+08:00")
     assert len(expired) == 1 and "已删除" in expired[0]["text"]
+
+
+async def test_a_photo_labelled_as_video_fills_the_photo_item(driver, media):
+    await driver.say("验证不通过,请重新认证")
+    await driver.say("是")
+    r = await driver.say("有")
+    r = (await driver.send(**{"from": "u1", "video": str(media["video"])}))[-1]
+    assert r["awaiting"] == "id_handheld_photo"
+    r = (await driver.send(**{"from": "u1", "video": str(media["handheld"])}))[-1]
+    assert r["awaiting"] == "id_front_photo" and "已收到图片" in r["text"]

@@ -359,9 +359,11 @@ class Dialog:
         att = t.msg.attachment
         state, awaiting = t.conv.state, t.data.get("awaiting")
         spec = SLOTS.get(awaiting) if state == "collecting" else None
-        # A photo or video may also arrive as a plain file: its content decides, not the label.
-        if spec is not None and spec.kind != "text" and att.kind in (spec.kind, "file"):
-            return await self._fill_file_slot(t, awaiting, att.path, att.kind)
+        # A photo or video may arrive labelled as a file, or as the other kind: content decides.
+        if spec is not None and spec.kind != "text":
+            check = self._check_file(att.path, spec.kind)
+            if check.ok or att.kind in (spec.kind, "file"):
+                return await self._fill_file_slot(t, awaiting, att.path, check)
         if state in ("collecting", "military", "confirm", "route", "file_slot") and t.data.get("route"):
             return await self._keep_pending(t, att.path, att.kind)
         if att.kind == "image" and state not in ("delete_confirm",):
@@ -381,9 +383,8 @@ class Dialog:
             return v.validate_image(path, max_bytes=max_bytes)
         return v.validate_video(path, max_bytes=max_bytes)
 
-    async def _fill_file_slot(self, t: Turn, slot: str, path: Path, kind: str) -> list[Outgoing]:
+    async def _fill_file_slot(self, t: Turn, slot: str, path: Path, check: v.Validation) -> list[Outgoing]:
         want = SLOTS[slot].kind
-        check = self._check_file(path, want)
         if not check.ok:
             return self._failed(t, slot, check.error)
         ref = self._store_file(t, path, check)
@@ -545,7 +546,7 @@ class Dialog:
         self._drop_collected(t.data)
         t.conv.state, t.conv.data = "idle", {}
         if route == "online":
-            nxt = (f"下一步:登录大鱼号后台,通过【线上反馈】入口提交这 4 项材料:"
+            nxt = (f"下一步:登录大鱼号后台,通过【线上反馈】入口提交这 {len(r.materials)} 项材料:"
                    + "、".join(m.label for m in r.materials) + "。收到您的材料后平台会进一步核实。")
         else:
             subject = r.email_subject.format(account_name=values.get("account_name", ""))
