@@ -170,7 +170,6 @@ class Engine:
             removed = sorted(before.keys() - after.keys())
             changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
             log.info("knowledge reloaded by %s: version %s", by, new.kb.version)
-            self.store.set_meta("kb_reloaded", f"{new.loaded_at.isoformat()}|{by}")
 
             def ids(xs):
                 return "、".join(map(str, xs)) if xs else "无"

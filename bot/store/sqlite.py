@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.appeals.crypto import Vault
@@ -28,7 +28,6 @@ CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL, prompt_id INTEGER, at TEX
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
 CREATE TABLE IF NOT EXISTS unmatched (text TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, mode TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -138,8 +137,6 @@ class Store:
         keys = ("appeal_id", "sender", "route", "prompt_id", "status", "masked_identity", "created_at")
         return [dict(zip(keys, r)) for r in rows]
 
-    def appeal_ids_of(self, sender: str) -> list[str]:
-        return [r[0] for r in self._query("SELECT appeal_id FROM appeals WHERE sender = ?", (sender,))]
 
     def delete_user(self, sender: str) -> None:
         self._exec("DELETE FROM conversations WHERE sender = ?", (sender,))
@@ -169,7 +166,7 @@ class Store:
         return self._query("SELECT text, count FROM unmatched WHERE last_at >= ? "
                            "ORDER BY count DESC, last_at DESC LIMIT ?", (_iso(since), limit))
 
-    # -- rooms and meta ---------------------------------------------------------------
+    # -- rooms ---------------------------------------------------------------
     def room_mode(self, room: str) -> str | None:
         rows = self._query("SELECT mode FROM rooms WHERE room = ?", (room,))
         return rows[0][0] if rows else None
@@ -177,18 +174,3 @@ class Store:
     def set_room_mode(self, room: str, mode: str) -> None:
         self._exec("INSERT INTO rooms (room, mode) VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET "
                    "mode = excluded.mode", (room, mode))
-
-    def get_meta(self, key: str) -> str | None:
-        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self._exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
-                   "value = excluded.value", (key, value))
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-__all__ = ["Store", "Conversation", "utc_now", "timedelta"]

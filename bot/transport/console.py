@@ -6,7 +6,6 @@ Type a creator's message and read the reply. `/image PATH` and `/video PATH` sen
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
