@@ -12,10 +12,11 @@ from datetime import datetime, timedelta, timezone
 
 from bot.admin.commands import AdminCommands
 from bot.appeals.crypto import Vault, load_or_create_key, secure_dir
-from bot.dialog.flow import HELP, Dialog, awaiting_of
+from bot.dialog.flow import Dialog, awaiting_of
 from bot.dialog.validators import find_id_numbers
 from bot.kb import KnowledgeBase, KnowledgeError, load_knowledge
 from bot.matching import Matcher
+from bot.matching.intents import Reader
 from bot.messages import Incoming, Outgoing
 from bot.settings import Settings
 from bot.store import Store
@@ -32,6 +33,7 @@ class KnowledgeSnapshot:
     matcher: Matcher
     loaded_at: datetime
     loaded_by: str
+    reader: Reader | None = None  # intents and FAQ, built from the same base
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,13 @@ class Engine:
     @staticmethod
     def _load_snapshot(settings: Settings, by: str) -> KnowledgeSnapshot:
         kb = load_knowledge(settings.knowledge_dir)
-        return KnowledgeSnapshot(kb, Matcher(kb), datetime.now(timezone.utc), by)
+        return KnowledgeSnapshot(kb, Matcher(kb), datetime.now(timezone.utc), by, Reader(kb))
 
     async def close(self) -> None:
         self.store.close()
 
     def greeting(self) -> str:
-        return "你好,我是大鱼号实名认证小助手。\n" + HELP
+        return self.snapshot.kb.responses["greeting_new_friend"]
 
     # -- messages ------------------------------------------------------------------------
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
@@ -111,7 +113,8 @@ class Engine:
                     replies = await self.admin.handle(msg, now)
                 else:
                     conv = self.store.load(msg.chat, msg.sender)
-                    replies = await self.dialog.handle(snapshot.kb, snapshot.matcher, msg, conv, now)
+                    replies = await self.dialog.handle(snapshot.kb, snapshot.matcher, msg, conv, now,
+                                                       snapshot.reader)
                     conv.last_activity, conv.reminded = now, False
                     self.store.save(conv)
                     for r in replies:
@@ -120,7 +123,7 @@ class Engine:
             except Exception:
                 log.exception("message %s: handling failed", msg.message_id)
                 return [Outgoing(chat=msg.chat, to=msg.sender, mention=msg.room,
-                                 text="抱歉,处理这条消息时出了点问题,请稍后再发一次。已收集的资料不会丢失。")]
+                                 text=snapshot.kb.responses["error_generic"])]
             self.store.mark_processed(msg.message_id, now)
             self.store.record("message", now)
         return replies

@@ -30,6 +30,9 @@ class Settings:
     reminder_minutes: float = 30.0
     expiry_hours: float = 24.0
     max_validation_failures: int = 3
+    # contact ids told (with the creator's id and the masked state of their case) when a
+    # creator asks for a human ("转人工")
+    handoff_to: list[str] = field(default_factory=list)
     key_file: Path = field(default_factory=_default_key_file)
     appeal_key: str = ""  # base64 Fernet key; wins over key_file when set
     max_attachment_mb: float = 50.0

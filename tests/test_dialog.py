@@ -75,7 +75,7 @@ async def test_online_route_to_a_finished_package(driver, media, tmp_path):
     ("real_name", {"text": "zhang3"}, "姓名"),
     ("id_handheld_photo", {"image": "fake_jpeg"}, "图片"),
     ("id_handheld_photo", {"image": "tiny"}, "小"),
-    ("id_handheld_photo", {"text": "等下发"}, "图片"),
+    ("id_handheld_photo", {"text": "身份证在我这里"}, "图片"),
     ("taobao_version", {"text": "最新版"}, "版本"),
     ("contact", {"text": "12345"}, ""),
     ("failure_video", {"video": "audio"}, "视频"),

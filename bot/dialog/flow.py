@@ -9,11 +9,20 @@ One `Conversation` per (chat, sender). States and what the bot waits for (`await
     collecting      one appeal item (awaiting = the slot name)
     military        does 军人证件 apply? (awaiting "military")
     file_slot       which item is the file just sent? (awaiting "file_slot")
+    switch          a new failure prompt arrived mid-appeal: switch to it? (awaiting "switch")
     confirm         the final summary (awaiting "confirm")
     delete_confirm  delete everything about me? (awaiting "delete_confirm")
 
-Commands (取消, 重新开始, 跳过, 进度, 帮助, 删除我的资料) work in every state. Appeals are collected only
-in a DM; in rooms the bot answers with remedies and never asks for, nor echoes, personal data.
+Every text is first read by `bot.matching.intents.Reader` (commands, yes/no, questions, small
+talk) and, where it matters, by the prompt matcher. In every waiting state the order is the same:
+a command -> a question (an FAQ entry, or about the awaited item): answer it and repeat the
+pending question in one line -> a new failure prompt at `confident`: offer to switch -> small talk
+(human help, not now, thanks) -> the expected answer. A question or remark is never stored as an
+item's value. The dialog never parses words itself, and every sentence it says is a named text of
+the responses catalogue (knowledge/responses.yaml).
+
+Appeals are collected only in a DM; in rooms the bot answers with remedies and never asks for,
+nor echoes, personal data.
 """
 from __future__ import annotations
 
@@ -30,9 +39,12 @@ from pathlib import Path
 from bot.appeals import package as appeal_package
 from bot.appeals.crypto import Vault, secure_dir
 from bot.dialog import validators as v
-from bot.dialog.slots import MILITARY_QUESTION, MILITARY_SLOT, NOT_APPLICABLE, SLOTS
+from bot.dialog.slots import MILITARY_SLOT, NOT_APPLICABLE, SLOTS
 from bot.kb import KnowledgeBase
+from bot.kb.responses import render
 from bot.matching import MatchResult, Matcher
+from bot.matching.intents import Reader, Reading
+from bot.matching.normalize import to_simplified
 from bot.messages import Incoming, Outgoing
 from bot.privacy import redact
 from bot.settings import Settings
@@ -41,49 +53,14 @@ from bot.store import Conversation, Store
 log = logging.getLogger(__name__)
 
 CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
-
-HELP = (
-    "我是大鱼号实名认证小助手。把认证失败时看到的提示语(或截图)发给我,我告诉你怎么处理;"
-    "需要申诉时,我可以在私聊里一步步帮你整理申诉材料。\n"
-    "随时可用的指令:进度、跳过(可选项)、暂停(保留资料)、重新开始、取消、删除我的资料、帮助"
-)
-NOT_UNDERSTOOD = ("我没有找到对应的认证失败提示。请把实名认证失败时看到的提示语原文发给我"
-                  "(例如:人脸与公安网照片不一致,请确保是账户本人操作),也可以发截图。")
-
-_YES = {"是", "是的", "对", "对的", "好", "好的", "要", "需要", "有", "有的", "可以", "嗯", "嗯嗯", "行",
-        "ok", "okay", "y", "yes", "确认", "确定", "没错", "正确", "开始", "有入口", "有线上反馈"}
-_NO = {"否", "不", "不是", "不用", "不要", "没有", "没", "无", "不需要", "n", "no", "算了", "不涉及",
-       "没有入口", "没看到", "找不到", "不对"}
-_COMMANDS = {
-    "cancel": {"取消", "退出", "取消申诉", "不弄了"},
-    "restart": {"重新开始", "重来", "从头开始"},
-    "skip": {"跳过", "略过", "下一项"},
-    "progress": {"进度", "查看进度", "还差什么", "还差哪些"},
-    "help": {"帮助", "help", "菜单", "怎么用", "?", "？"},
-    "delete": {"删除我的资料", "删除我的数据", "删除资料", "删除我的信息"},
-    "appeal": {"申诉", "我要申诉", "准备申诉材料", "帮我申诉", "申诉材料"},
-    "pause": {"暂停", "先保留", "保留资料", "稍后再说", "晚点再弄"},
-}
 _EDIT = re.compile(r"^(?:修改|改)\s*第?\s*(\d{1,2})\s*项?$")
 _PUNCT = re.compile(r"[\s,，.。!！~～、;；:：\"'“”‘’()（）\[\]【】]+")
+# States in which an appeal is under way (something collected or about to be).
+_APPEAL_STATES = ("route", "collecting", "military", "file_slot", "confirm", "switch")
 
 
 def _plain(text: str) -> str:
     return _PUNCT.sub("", unicodedata.normalize("NFKC", text or "")).lower()
-
-
-def _command(text: str) -> str | None:
-    t = _plain(text)
-    return next((name for name, words in _COMMANDS.items() if t in {_plain(w) for w in words}), None)
-
-
-def yes_no(text: str) -> bool | None:
-    t = _plain(text)
-    if t in _YES:
-        return True
-    if t in _NO:
-        return False
-    return None
 
 
 def awaiting_of(conv: Conversation) -> str | None:
@@ -97,10 +74,13 @@ def awaiting_of(conv: Conversation) -> str | None:
 
 @dataclass
 class Turn:
-    """Everything one message handler needs: the message, its conversation, and the clock."""
+    """Everything one message handler needs: the message, its conversation, the clock, and
+    how the message reads (computed once)."""
     msg: Incoming
     conv: Conversation
     now: datetime
+    reading: Reading | None = None
+    _match: MatchResult | None = None
 
     @property
     def data(self) -> dict:
@@ -114,47 +94,72 @@ class Dialog:
         self.vault = vault
         self.ocr = ocr  # bot.ocr.ScreenshotReader or None
         self.files_dir = settings.data_dir / "files"
+        self.kb: KnowledgeBase | None = None
+        self.matcher: Matcher | None = None
+        self.reader: Reader | None = None
+
+    def use(self, kb: KnowledgeBase, matcher: Matcher, reader: Reader) -> None:
+        self.kb, self.matcher, self.reader = kb, matcher, reader
 
     # == entry point ====================================================================
     async def handle(self, kb: KnowledgeBase, matcher: Matcher, msg: Incoming, conv: Conversation,
-                     now: datetime) -> list[Outgoing]:
-        self.kb, self.matcher = kb, matcher
+                     now: datetime, reader: Reader | None = None) -> list[Outgoing]:
+        self.use(kb, matcher, reader or Reader(kb))
         turn = Turn(msg, conv, now)
+        if msg.attachment is None:
+            turn.reading = self.reader.read(msg.text or "")
         if msg.room:
             return await self._room(turn)
         return await self._dm(turn)
+
+    def r(self, name: str, **fields) -> str:
+        """A named text of the responses catalogue, filled in."""
+        return render(self.kb.responses[name], **fields)
+
+    def _match(self, t: Turn, text: str | None = None) -> MatchResult:
+        if text is not None:
+            return self.matcher.match(text)
+        if t._match is None:
+            t._match = self.matcher.match(t.msg.text or "")
+        return t._match
 
     # == rooms ==========================================================================
     async def _room(self, t: Turn) -> list[Outgoing]:
         msg = t.msg
         if v.find_id_numbers(msg.text):
             # Never echo it; ask them to recall the message.
-            return [self._say(t, "请注意:群里不要发身份证号码等个人信息,请尽快撤回刚才的消息。"
-                                 "申诉材料请私聊我提交。", mention=True)]
+            return [self._say(t, self.r("room_id_warning"), mention=True)]
         if msg.attachment is not None:
             if not msg.mention:
                 return []
             if msg.attachment.kind == "image":
                 text = await self._ocr_text(msg.attachment.path)
                 if text and v.find_id_numbers(text):
-                    return [self._say(t, "请注意:这张图片里有身份证信息,请尽快撤回。证件照片请私聊我提交。", mention=True)]
+                    return [self._say(t, self.r("room_id_photo_warning"), mention=True)]
                 if text:
                     result = self.matcher.match(text)
-                    if result.tier != "none":
-                        return self._answer_match(t, result, room=True)
-            return [self._say(t, "群里请不要发证件照片或视频。申诉材料请加我好友后私聊发送;"
-                                 "如果是认证失败的截图,也可以把提示语文字发到群里。", mention=True)]
+                    if result.tier != "none" and not getattr(result, "vague", False):
+                        return self._answer_match(t, result, room=True, source=text)
+            return [self._say(t, self.r("room_no_files"), mention=True)]
         if t.conv.state == "choice":
             picked = self._pick_choice(t)
             if picked is not None:
                 return picked
-        if _command(msg.text) == "help" and msg.mention:
-            return [self._say(t, HELP, mention=True)]
-        result = self.matcher.match(msg.text)
+        rd = t.reading
+        if rd.command == "help" and msg.mention:
+            return [self._say(t, self.r("help"), mention=True)]
+        result = self._match(t)
         self._record_match(t, result)
-        if result.tier == "confident" or (msg.mention and result.tier == "suggest"):
+        if result.tier == "confident":
             return self._answer_match(t, result, room=True)
-        return [self._say(t, NOT_UNDERSTOOD, mention=True)] if msg.mention else []
+        if not msg.mention:
+            return []
+        small_talk = self._small_talk(t, result, room=True)
+        if small_talk is not None:
+            return small_talk
+        if result.tier == "suggest":
+            return self._answer_match(t, result, room=True)
+        return [self._say(t, self.r("not_understood"), mention=True)]
 
     # == direct messages ================================================================
     async def _dm(self, t: Turn) -> list[Outgoing]:
@@ -163,70 +168,200 @@ class Dialog:
             return await self._attachment(t)
         text = (msg.text or "").strip()
         if not text:
-            return [self._say(t, "我没收到文字内容。" + self._current_question(t, short=True))]
-        command = _command(text)
-        if command != "pause":
+            return [self._say(t, self.r("no_text", question=self._pending_line(t)))]
+        rd = t.reading
+        if rd.command != "pause":
             t.data.pop("paused", None)
-        if command and not (command == "appeal" and conv.state == "collecting"):
-            return await getattr(self, f"_cmd_{command}")(t)
+        if rd.command and not (rd.command == "appeal" and conv.state == "collecting"):
+            return await getattr(self, f"_cmd_{rd.command}")(t)
         handler = getattr(self, f"_state_{conv.state}", None)
         if handler is None:  # unknown state from a newer/older version: start clean
             conv.state = "idle"
             handler = self._state_idle
+        if conv.state not in ("idle", "delete_confirm"):
+            interrupted = self._interrupt(t)
+            if interrupted is not None:
+                return interrupted
         return await handler(t, text)
+
+    def _interrupt(self, t: Turn) -> list[Outgoing] | None:
+        """What comes before the expected answer in every waiting state (see the module doc)."""
+        rd, state, awaiting = t.reading, t.conv.state, t.data.get("awaiting")
+        pending = self._pending_item(t)
+        # 1. a question: out of scope, an FAQ entry, or one about the awaited item
+        if rd.has("out_of_scope") and rd.question and rd.polarity is None and not rd.item:
+            return [self._say(t, self.r("out_of_scope") + "\n" + self._pending_line(t, again=True))]
+        if rd.faq or (rd.question and pending and state not in ("choice", "switch")):
+            answer = self._faq_answer(t, rd)
+            if answer:
+                return [self._say(t, answer + "\n" + self._pending_line(t, again=True))]
+        # 2. a new failure prompt, said plainly (except where a prompt is the expected answer)
+        if awaiting != "error_prompt" and state != "choice" and len(rd.text) >= 6 and not rd.chit_chat:
+            result = self._match(t)
+            if result.tier == "confident" and not (state == "appeal_offer" and result.id == t.data.get("prompt_id")):
+                self._record_match(t, result)
+                return self._new_prompt(t, result)
+        # 3. small talk that is not an answer
+        if rd.has("human"):
+            return self._human(t, then=self._pending_line(t, again=True))
+        if rd.has("who_are_you"):
+            return [self._say(t, self.r("who_are_you") + "\n" + self._pending_line(t, again=True))]
+        if rd.has("not_now") and state in _APPEAL_STATES:
+            return [self._say(t, self.r("not_now_collecting", expiry_hours=f"{self.settings.expiry_hours:g}"))]
+        if rd.question and state in ("appeal_offer", "route", "military", "confirm") and rd.polarity is None \
+                and not rd.unsure:
+            return [self._say(t, self.r("question_not_known") + "\n" + self._pending_line(t, again=True))]
+        return None
+
+    def _pending_item(self, t: Turn) -> str | None:
+        state = t.conv.state
+        if state == "collecting":
+            return t.data.get("awaiting")
+        if state == "route":
+            return "route"
+        if state == "military":
+            return MILITARY_SLOT
+        return None
+
+    def _faq_answer(self, t: Turn, rd: Reading) -> str | None:
+        """The answer to the question, about the item it names or else the awaited one."""
+        item_slot = rd.item if rd.item not in (None, "this") else self._pending_item(t)
+        item = self.kb.items.get(item_slot) if item_slot else None
+        faq = next((f for f in self.kb.faq if f.id == rd.faq), None)
+        fields = self._faq_fields(item)
+        if faq is not None:
+            needs_item = any(k in faq.answer for k in ("{item", ))
+            if not needs_item:
+                return render(faq.answer, **fields)
+            if item is not None:
+                key = {"why_item": "why", "what_item": "what", "where_item": "where"}.get(faq.id)
+                if key and not getattr(item, key):
+                    return self._item_help(item)
+                return render(faq.answer, **fields)
+        if item is not None and rd.question:
+            return self._item_help(item)
+        return None
+
+    @staticmethod
+    def _item_help(item) -> str:
+        return "\n".join(x for x in (item.what or item.why, item.where) if x)
+
+    def _faq_fields(self, item) -> dict:
+        email = self.settings.appeal_email
+        routes = self.kb.routes
+        return {
+            "item": item.label if item else "", "item_why": item.why if item else "",
+            "item_what": (item.what or item.why) if item else "",
+            "item_where": (item.where or item.what or item.why) if item else "",
+            "appeal_email": email or self.r("email_unknown"),
+            "expiry_hours": f"{self.settings.expiry_hours:g}",
+            "reminder_minutes": f"{self.settings.reminder_minutes:g}",
+            "online_materials": "".join(f"{CIRCLED[i]}{m.label};" for i, m in enumerate(routes["online"].materials)),
+            "email_materials": "".join(f"{CIRCLED[i]}{m.label};" for i, m in enumerate(routes["email"].materials)),
+        }
 
     # -- idle and matching -----------------------------------------------------------------
     async def _state_idle(self, t: Turn, text: str) -> list[Outgoing]:
-        result = self.matcher.match(text)
+        rd = t.reading
+        result = self._match(t)
         self._record_match(t, result)
-        if result.tier == "none":
-            if len(_plain(text)) <= 4 and not _plain(text).isdigit():
-                return [self._say(t, "你好!" + HELP)]
-            return [self._say(t, NOT_UNDERSTOOD)]
-        return self._answer_match(t, result, room=False)
+        if result.tier == "confident":
+            return self._answer_match(t, result, room=False)
+        if rd.has("out_of_scope"):
+            return [self._say(t, self.r("out_of_scope"))]
+        if rd.faq and (rd.question or rd.faq_score >= 0.9):
+            answer = self._faq_answer(t, rd)
+            if answer:
+                return [self._say(t, answer)]
+        small_talk = self._small_talk(t, result, room=False)
+        if small_talk is not None:
+            return small_talk
+        if result.tier == "suggest":
+            return self._answer_match(t, result, room=False)
+        if len(_plain(text)) <= 4 and not _plain(text).isdigit():
+            return [self._say(t, self.r("short_hello"))]
+        return [self._say(t, self.r("not_understood"))]
 
-    def _answer_match(self, t: Turn, result: MatchResult, room: bool) -> list[Outgoing]:
+    def _small_talk(self, t: Turn, result: MatchResult, room: bool) -> list[Outgoing] | None:
+        """Idle messages that are not a failure prompt: help, scope, thanks, a vague failure."""
+        rd = t.reading
+        if rd.has("human"):
+            return self._human(t, room)
+        if rd.has("who_are_you"):
+            return [self._say(t, self.r("who_are_you"), mention=room)]
+        clarifying = t.data.pop("clarifying", False)
+        if rd.has("no_prompt") or (clarifying and rd.polarity is False and rd.chit_chat):
+            # "No prompt at all, it just went back / got stuck" is prompt 15's case.
+            no_prompt = next((p.id for p in self.kb.prompts if self.kb.groups[p.group].name == "abnormal_failure"), None)
+            if no_prompt:
+                return self._remedy(t, no_prompt, room)
+        if rd.has("out_of_scope") and result.tier != "confident":
+            return [self._say(t, self.r("out_of_scope"), mention=room)]
+        if getattr(result, "vague", False):
+            t.data["clarifying"] = True
+            t.conv.state = "idle"
+            return [self._say(t, self.r("clarify"), mention=room, prompt_id=None)]
+        if rd.chit_chat and rd.has("thanks"):
+            return [self._say(t, self.r("thanks"), mention=room)]
+        if rd.chit_chat and rd.has("greeting"):
+            return [self._say(t, self.r("greeting"), mention=room)]
+        if rd.chit_chat and rd.polarity is not None:
+            return [self._say(t, self.r("ok_idle"), mention=room)]
+        return None
+
+    def _answer_match(self, t: Turn, result: MatchResult, room: bool, source: str | None = None) -> list[Outgoing]:
         if result.tier == "suggest":
             ids = [result.id] + [a["id"] for a in result.alternatives[:2]]
-            lines = [f"{i + 1}. {self.kb.prompt(pid).text}" for i, pid in enumerate(ids)]
+            lines = "\n".join(f"{i + 1}. {self._prompt_text(pid, source)}" for i, pid in enumerate(ids))
             t.conv.state = "choice"
             t.data["candidates"] = ids
-            return [self._say(t, "你看到的是下面哪一条提示?回复编号即可:\n" + "\n".join(lines)
-                              + "\n都不是的话,请把提示语原文发给我。", mention=room, prompt_id=None)]
-        return self._remedy(t, result.id, room)
+            return [self._say(t, self.r("choice_list", options=lines), mention=room, prompt_id=None)]
+        return self._remedy(t, result.id, room, source)
 
-    def _remedy(self, t: Turn, prompt_id: int, room: bool) -> list[Outgoing]:
+    def _prompt_text(self, prompt_id: int, source: str | None = None, name: str | None = None) -> str:
+        """The prompt as the creator saw it: prompt 14's 【XXX】 becomes the name they typed."""
+        prompt = self.kb.prompt(prompt_id)
+        if not prompt.wildcard:
+            return prompt.text
+        name = name or (_wildcard_value(prompt.text, prompt.wildcard, source) if source else None)
+        return prompt.text.replace(prompt.wildcard, f"【{name}】" if name else "")
+
+    def _remedy(self, t: Turn, prompt_id: int, room: bool, source: str | None = None) -> list[Outgoing]:
         prompt = self.kb.prompt(prompt_id)
         group = self.kb.groups[prompt.group]
-        text = f"识别到的提示:{prompt.text}\n\n{self._render(group.remedy)}"
-        if group.notes:
-            text += "\n\n" + "\n".join(group.notes)
+        shown = self._prompt_text(prompt_id, source if source is not None else t.msg.text)
+        name = _wildcard_value(prompt.text, prompt.wildcard, source or t.msg.text or "") if prompt.wildcard else None
+        steps = self._render(group.chat or group.remedy, name=name)
+        text = self.r("remedy", prompt=shown, remedy=steps)
         t.data.pop("candidates", None)
+        t.data.pop("clarifying", None)
         t.data["prompt_id"] = prompt_id
+        if name:
+            t.data["prompt_name"] = name
         if room:
             t.conv.state = "idle"
-            t.conv.data = {}
+            t.conv.data = {"prompt_id": prompt_id}
             if group.appeal:
-                text += ("\n\n如果检查后仍然失败,需要我帮你准备申诉材料的话,请私聊我"
-                         "(群里请不要发身份证号、证件照片等个人信息)。")
+                text += "\n" + self.r("room_appeal_hint")
             return [self._say(t, text, mention=True, prompt_id=prompt_id)]
         if group.appeal:
             t.conv.state = "appeal_offer"
-            text += ("\n\n如果按上面的方法检查后仍然失败,我可以一步步帮你整理申诉材料。"
-                     "需要吗?回复“是”开始,回复“否”结束。")
+            text += "\n" + self.r("appeal_offer")
         else:
             t.conv.state = "idle"
+            text += "\n" + self.r("details_hint")
         return [self._say(t, text, prompt_id=prompt_id)]
 
-    def _render(self, remedy: str) -> str:
+    def _render(self, text: str, name: str | None = None) -> str:
         email = self.settings.appeal_email
-        return remedy.replace("{appeal_email}", f"({email})" if email else "(邮箱地址请向社群管理员获取)")
+        return render(text, appeal_email=f"({email})" if email else self.r("email_unknown_paren"),
+                      name=f"【{name}】" if name else "")
 
     def _pick_choice(self, t: Turn) -> list[Outgoing] | None:
-        t_plain = _plain(t.msg.text)
+        digits = _plain(t.msg.text)
         candidates = t.data.get("candidates") or []
-        if t_plain.isdigit() and 1 <= int(t_plain) <= len(candidates):
-            return self._remedy(t, candidates[int(t_plain) - 1], room=t.msg.room)
+        if digits.isdigit() and 1 <= int(digits) <= len(candidates):
+            return self._remedy(t, candidates[int(digits) - 1], room=t.msg.room)
         return None
 
     async def _state_choice(self, t: Turn, text: str) -> list[Outgoing]:
@@ -237,44 +372,94 @@ class Dialog:
         t.data.pop("candidates", None)
         return await self._state_idle(t, text)
 
-    # -- appeal offer and route ------------------------------------------------------------
-    async def _state_appeal_offer(self, t: Turn, text: str) -> list[Outgoing]:
-        answer = yes_no(text)
-        if answer is True:
-            return self._start_appeal(t)
-        if answer is False:
-            t.conv.state = "idle"
-            return [self._say(t, "好的,祝认证顺利!之后需要帮忙整理申诉材料,发“申诉”给我即可。")]
-        return await self._maybe_new_prompt(t, text, "需要我帮你整理申诉材料吗?回复“是”或“否”。")
+    # -- a new prompt in the middle of something -------------------------------------------
+    def _collected(self, t: Turn) -> bool:
+        return bool(t.data.get("slots")) or bool(t.data.get("pending_file"))
 
-    async def _maybe_new_prompt(self, t: Turn, text: str, reask: str) -> list[Outgoing]:
-        """An unexpected answer to a question may be a new failure prompt: answer that instead."""
-        result = self.matcher.match(text)
-        if result.tier != "none":
-            self._record_match(t, result)
+    def _new_prompt(self, t: Turn, result: MatchResult) -> list[Outgoing]:
+        if not self._collected(t):
+            # Nothing to lose: answer the new prompt as if idle.
             self._drop_collected(t.data)
             t.conv.data = {}
+            return self._remedy(t, result.id, room=False)
+        t.data["switch"] = {"prompt_id": result.id, "back": [t.conv.state, t.data.get("awaiting")],
+                            "shown": self._prompt_text(result.id, t.msg.text)}
+        t.conv.state, t.data["awaiting"] = "switch", "switch"
+        return [self._say(t, self.r("switch_offer", prompt=t.data["switch"]["shown"]), prompt_id=result.id)]
+
+    async def _state_switch(self, t: Turn, text: str) -> list[Outgoing]:
+        rd = t.reading
+        pending = t.data.get("switch") or {}
+        choice = rd.digits
+        if not choice:
+            if rd.has("drop_data"):
+                choice = "2"
+            elif rd.has("keep_data") or rd.polarity is True:
+                choice = "1"
+            elif rd.polarity is False:
+                choice = "3"
+        if choice not in ("1", "2", "3") or not pending:
+            return [self._say(t, self.r("switch_reask"))]
+        t.data.pop("switch", None)
+        t.conv.state, t.data["awaiting"] = pending["back"]
+        if choice == "3":
+            return [self._say(t, self.r("switch_stay", question=self._pending_line(t)))]
+        if choice == "2":
+            self._drop_collected(t.data)
+            if t.data.get("slots") is not None:
+                self.store.record("appeal_abandoned", t.now, t.data.get("prompt_id"))
+            t.conv.state, t.conv.data = "idle", {}
+            return self._remedy(t, pending["prompt_id"], room=False)
+        # keep what was collected, go on under the new prompt (its remedy only when it differs)
+        same_group = self.kb.group_of(t.data.get("prompt_id") or 0) == self.kb.group_of(pending["prompt_id"])
+        t.data["prompt_id"] = pending["prompt_id"]
+        prompt = self.kb.prompt(pending["prompt_id"])
+        group = self.kb.groups[prompt.group]
+        steps = "" if same_group else self._render(group.chat or group.remedy, name=t.data.get("prompt_name"))
+        text = self.r("switch_kept", prompt=pending["shown"], remedy=steps).strip()
+        return [self._say(t, text + "\n" + self._pending_line(t, again=True))]
+
+    # -- appeal offer and route ------------------------------------------------------------
+    async def _state_appeal_offer(self, t: Turn, text: str) -> list[Outgoing]:
+        rd = t.reading
+        if rd.polarity is True and not rd.has("not_now"):
+            return self._start_appeal(t)
+        if rd.polarity is False or rd.has("not_now"):
+            t.conv.state = "idle"
+            return [self._say(t, self.r("appeal_declined"))]
+        if rd.unsure:
+            return [self._say(t, self.r("appeal_offer_explain"))]
+        if rd.chit_chat and rd.has("thanks"):
+            return [self._say(t, self.r("thanks_then", question=self.r("ask_appeal_offer")))]
+        return await self._maybe_new_prompt(t, text, self.r("ask_appeal_offer"))
+
+    async def _maybe_new_prompt(self, t: Turn, text: str, reask: str) -> list[Outgoing]:
+        """An unexpected answer may be a failure prompt said loosely: answer that instead."""
+        result = self._match(t)
+        if result.tier == "suggest" and not self._collected(t):
+            self._record_match(t, result)
+            t.conv.data = {}
             return self._answer_match(t, result, room=False)
-        return [self._say(t, reask)]
+        return [self._say(t, self.r("reask", question=reask))]
 
     def _start_appeal(self, t: Turn) -> list[Outgoing]:
         t.conv.state = "route"
         t.data.update(slots={}, failures={}, started_at=t.now.isoformat())
         self.store.record("appeal_started", t.now, t.data.get("prompt_id"))
-        return [self._say(t, "好的,我们开始整理申诉材料(只在私聊里进行,资料加密保存,随时回复“取消”或“删除我的资料”)。\n"
-                             "先确认一下:你的大鱼号后台有没有【线上反馈】入口?回复“有”或“没有”。")]
+        return [self._say(t, self.r("appeal_start", question=self.kb.items["route"].ask))]
 
     async def _state_route(self, t: Turn, text: str) -> list[Outgoing]:
-        answer = yes_no(text)
-        if answer is None:
-            return await self._maybe_new_prompt(t, text, "请回复“有”或“没有”:你的大鱼号后台是否有【线上反馈】入口?")
-        route = "online" if answer else "email"
+        rd = t.reading
+        if rd.unsure or (rd.polarity is None and rd.has("not_now") is False and rd.question):
+            item = self.kb.items["route"]
+            return [self._say(t, self._item_help(item) + "\n" + self._pending_line(t, again=True))]
+        if rd.polarity is None:
+            return await self._maybe_new_prompt(t, text, self.kb.items["route"].ask)
+        route = "online" if rd.polarity else "email"
         t.data["route"] = route
         r = self.kb.routes[route]
-        intro = ("好的,走【线上反馈】途径,需要 4 项材料:" if route == "online"
-                 else "好的,走在线人工客服/大鱼号邮箱途径,需要以下材料:")
         items = "\n".join(f"{CIRCLED[i]}{m.label}" for i, m in enumerate(r.materials))
-        return [self._say(t, f"{intro}\n{items}\n我们一项一项来。"), *self._ask_next(t)]
+        return [self._say(t, self.r(f"route_{route}", count=len(r.materials), items=items)), *self._ask_next(t)]
 
     # -- collecting ------------------------------------------------------------------------
     def _materials(self, t: Turn):
@@ -283,6 +468,9 @@ class Dialog:
     def _missing(self, t: Turn) -> list:
         slots = t.data.get("slots", {})
         return [m for m in self._materials(t) if m.slot not in slots]
+
+    def _ask(self, slot: str) -> str:
+        return self.kb.items[slot].ask
 
     def _ask_next(self, t: Turn, prefix: str = "") -> list[Outgoing]:
         missing = self._missing(t)
@@ -293,66 +481,87 @@ class Dialog:
         number = f"({total - len(missing) + 1}/{total}) "
         if m.slot == MILITARY_SLOT:
             t.conv.state, t.data["awaiting"] = "military", "military"
-            return [self._say(t, prefix + number + MILITARY_QUESTION)]
+            return [self._say(t, prefix + number + self.r("ask_military"))]
         t.conv.state, t.data["awaiting"] = "collecting", m.slot
         if m.slot == "error_prompt" and t.data.get("prompt_id"):
-            prompt = self.kb.prompt(t.data["prompt_id"])
-            return [self._say(t, prefix + number + f"【异常提示语】根据你发来的内容,提示语是:“{prompt.text}”。对吗?"
-                                 "回复“对”确认,或直接发送你看到的提示语原文。")]
-        return [self._say(t, prefix + number + SLOTS[m.slot].ask)]
+            shown = self._prompt_text(t.data["prompt_id"], name=t.data.get("prompt_name"))
+            return [self._say(t, prefix + number + self.r("ask_error_prompt_known", prompt=shown))]
+        return [self._say(t, prefix + number + self._ask(m.slot))]
 
     async def _state_collecting(self, t: Turn, text: str) -> list[Outgoing]:
+        rd = t.reading
         slot = t.data.get("awaiting")
         spec = SLOTS.get(slot)
-        if spec is None:
+        if spec is None or slot not in self.kb.items:
             return self._ask_next(t)
-        if spec.kind != "text":
-            what = "视频" if spec.kind == "video" else "图片"
-            return self._failed(t, slot, f"这一项需要发送{what}文件,不是文字。")
+        label = self.kb.items[slot].label
         if slot == "error_prompt":
             return self._take_error_prompt(t, text)
+        if rd.unsure:
+            return [self._say(t, self._item_help(self.kb.items[slot]) + "\n" + self._pending_line(t, again=True))]
+        if rd.chit_chat or (rd.polarity is not None and len(_plain(text)) <= 4):
+            if rd.polarity is False:
+                return [self._say(t, self.r("item_required", item=label,
+                                            expiry_hours=f"{self.settings.expiry_hours:g}"))]
+            return [self._say(t, self.r("reask_item", item=label))]
+        if spec.kind != "text":
+            return self._failed(t, slot, self.r("needs_file", kind=self._kind_word(spec.kind)))
+        if slot != "id_number" and v.find_id_numbers(text):
+            return self._failed(t, slot, self.r("id_number_in_wrong_item", item=label))
         check = spec.validate(text)
         if not check.ok:
             return self._failed(t, slot, check.error)
         t.data["slots"][slot] = check.value
         t.data.get("failures", {}).pop(slot, None)
-        shown = v.mask_id_number(check.value) if slot == "id_number" else None
-        return self._ask_next(t, f"已记录{('身份证号 ' + shown) if shown else ''}。\n")
+        if slot == "id_number":
+            return self._ask_next(t, self.r("recorded_id", masked=v.mask_id_number(check.value)) + "\n")
+        return self._ask_next(t, self.r("recorded") + "\n")
+
+    @staticmethod
+    def _kind_word(kind: str) -> str:
+        return {"video": "视频", "image": "图片"}.get(kind, "文件")
 
     def _take_error_prompt(self, t: Turn, text: str) -> list[Outgoing]:
-        prompt = self.kb.prompt(t.data.get("prompt_id") or 0)
-        if prompt and yes_no(text) is True:
-            value = prompt.text
+        rd = t.reading
+        prompt_id = t.data.get("prompt_id") or 0
+        prompt = self.kb.prompt(prompt_id)
+        if prompt and rd.polarity is True and rd.chit_chat:
+            value = self._prompt_text(prompt.id, name=t.data.get("prompt_name"))
         else:
             value = " ".join(text.split())
-            if len(value) < 4 or len(value) > 300 or yes_no(text) is False:
-                return self._failed(t, "error_prompt", "请直接发送提示语原文(4-300 个字),例如:验证不通过,请重新认证。")
+            if len(value) < 4 or len(value) > 300 or rd.polarity is False and rd.chit_chat:
+                return self._failed(t, "error_prompt", self.r("error_prompt_invalid"))
+            result = self._match(t)
+            if result.tier == "confident":  # the creator typed the prompt: it is now the case's prompt
+                t.data["prompt_id"] = result.id
         t.data["slots"]["error_prompt"] = value
-        return self._ask_next(t, "已记录。\n")
+        return self._ask_next(t, self.r("recorded") + "\n")
 
     def _failed(self, t: Turn, slot: str, error: str) -> list[Outgoing]:
         failures = t.data.setdefault("failures", {})
         failures[slot] = failures.get(slot, 0) + 1
         text = f"{error}\n{self._question_for(t, slot)}"
         if failures[slot] >= self.settings.max_validation_failures:
-            text += ("\n\n这一项已经试了好几次都没通过。你可以通过大鱼号的【在线人工客服】求助,"
-                     "已收集的资料我会先帮你保留(回复“进度”查看,回复“取消”放弃)。")
+            text += "\n\n" + self.r("too_many_failures")
         return [self._say(t, text)]
 
     def _question_for(self, t: Turn, slot: str) -> str:
         if slot == MILITARY_SLOT and t.conv.state == "military":
-            return MILITARY_QUESTION
-        return SLOTS[slot].ask
+            return self.r("ask_military")
+        return self._ask(slot)
 
     async def _state_military(self, t: Turn, text: str) -> list[Outgoing]:
-        answer = yes_no(text)
-        if answer is None:
-            return [self._say(t, "请回复“是”或“否”:" + MILITARY_QUESTION)]
-        if answer is False:
+        rd = t.reading
+        if rd.unsure:
+            item = self.kb.items[MILITARY_SLOT]
+            return [self._say(t, item.why + "\n" + self._pending_line(t, again=True))]
+        if rd.polarity is None:
+            return [self._say(t, self.r("reask", question=self.r("ask_military")))]
+        if rd.polarity is False:
             t.data["slots"][MILITARY_SLOT] = NOT_APPLICABLE
             return self._ask_next(t)
         t.conv.state, t.data["awaiting"] = "collecting", MILITARY_SLOT
-        return [self._say(t, SLOTS[MILITARY_SLOT].ask + "(如不需要了,回复“跳过”)")]
+        return [self._say(t, self.r("ask_military_docs", ask=self._ask(MILITARY_SLOT)))]
 
     # -- files ---------------------------------------------------------------------------
     async def _attachment(self, t: Turn) -> list[Outgoing]:
@@ -364,18 +573,20 @@ class Dialog:
             check = self._check_file(att.path, spec.kind)
             if check.ok or att.kind in (spec.kind, "file"):
                 return await self._fill_file_slot(t, awaiting, att.path, check)
-        if state in ("collecting", "military", "confirm", "route", "file_slot") and t.data.get("route"):
+        if state in ("collecting", "military", "confirm", "route", "file_slot", "switch") and t.data.get("route"):
             return await self._keep_pending(t, att.path, att.kind)
         if att.kind == "image" and state not in ("delete_confirm",):
             text = await self._ocr_text(att.path)
             if text is None:
-                return [self._say(t, "我暂时读不了图片里的文字。请直接把截图上的失败提示语打字发给我。")]
+                return [self._say(t, self.r("image_unreadable"))]
             result = self.matcher.match(text)
             self._record_match(t, result)
-            if result.tier == "none":
-                return [self._say(t, "我在这张图片里没有找到认证失败的提示语。请把你看到的提示语打字发给我。")]
-            return self._answer_match(t, result, room=False)
-        return [self._say(t, "收到文件。如果要整理申诉材料,请先把认证失败的提示语发给我,我会告诉你需要哪些材料。")]
+            if result.tier == "none" or getattr(result, "vague", False):
+                return [self._say(t, self.r("image_no_prompt"))]
+            if state in _APPEAL_STATES and result.tier == "confident":
+                return self._new_prompt(t, result)
+            return self._answer_match(t, result, room=False, source=text)
+        return [self._say(t, self.r("file_idle"))]
 
     def _check_file(self, path: Path, kind: str) -> v.Validation:
         max_bytes = int(self.settings.max_attachment_mb * 1024 * 1024)
@@ -396,12 +607,12 @@ class Dialog:
             if text:
                 ref["ocr_text"] = text[:2000]
                 result = self.matcher.match(text)
-                if result.tier != "none":
+                if result.tier != "none" and not getattr(result, "vague", False):
                     ref["ocr_prompt_id"] = result.id
                     if "error_prompt" not in t.data["slots"]:
                         t.data["prompt_id"] = result.id
-                        note = f"(截图里识别到提示:{self.kb.prompt(result.id).text})"
-        return self._ask_next(t, f"已收到{'视频' if want == 'video' else '图片'}。{note}\n")
+                        note = self.r("screenshot_prompt_note", prompt=self._prompt_text(result.id, text))
+        return self._ask_next(t, self.r("file_received", kind=self._kind_word(want), note=note) + "\n")
 
     async def _keep_pending(self, t: Turn, path: Path, kind: str) -> list[Outgoing]:
         want = "video" if kind in ("video", "file") else "image"
@@ -409,40 +620,42 @@ class Dialog:
         if not check.ok and kind == "file":
             want, check = "image", self._check_file(path, "image")
         if not check.ok:
-            return [self._say(t, check.error + "\n" + self._current_question(t, short=True))]
+            return [self._say(t, check.error + "\n" + self._pending_line(t))]
         ref = self._store_file(t, path, check)
         options = [m for m in (self._missing(t) or self._materials(t)) if SLOTS[m.slot].kind == want]
         if not options:
             self._delete_ref(ref)
-            return [self._say(t, "这份文件目前用不上,已丢弃。" + self._current_question(t, short=True))]
-        t.data["pending_file"] = {"ref": ref, "options": [m.slot for m in options],
-                                  "back": [t.conv.state, t.data.get("awaiting")]}
+            return [self._say(t, self.r("file_unused", question=self._pending_line(t)))]
+        old = t.data.get("pending_file")
+        if old:
+            self._delete_ref(old["ref"])
+        back = old["back"] if old else [t.conv.state, t.data.get("awaiting")]
+        t.data["pending_file"] = {"ref": ref, "options": [m.slot for m in options], "back": back}
         t.conv.state, t.data["awaiting"] = "file_slot", "file_slot"
         lines = "\n".join(f"{i + 1}. {m.label}" for i, m in enumerate(options))
-        return [self._say(t, f"收到一个{'视频' if want == 'video' else '图片'},它是哪一项材料?回复编号:\n{lines}\n"
-                             "回复“0”丢弃这个文件。")]
+        return [self._say(t, self.r("file_which", kind=self._kind_word(want), options=lines))]
 
     async def _state_file_slot(self, t: Turn, text: str) -> list[Outgoing]:
         pending = t.data.get("pending_file") or {}
         options = pending.get("options", [])
-        choice = _plain(text)
-        if not choice.isdigit() or int(choice) > len(options):
-            return [self._say(t, f"请回复 1-{len(options)} 的编号,或回复“0”丢弃这个文件。")]
+        choice = t.reading.digits
+        if not choice or int(choice) > len(options):
+            return [self._say(t, self.r("file_which_reask", count=len(options)))]
         t.data.pop("pending_file")
         t.conv.state, t.data["awaiting"] = pending["back"]
         if int(choice) == 0:
             self._delete_ref(pending["ref"])
-            return [self._say(t, "已丢弃。" + self._current_question(t, short=True))]
+            return [self._say(t, self.r("file_discarded", question=self._pending_line(t)))]
         slot = options[int(choice) - 1]
         old = t.data["slots"].get(slot)
         if isinstance(old, dict):
             self._delete_ref(old)
         t.data["slots"][slot] = pending["ref"]
         if t.conv.state == "confirm":
-            return self._summary(t, "已更新。\n")
+            return self._summary(t, self.r("updated") + "\n")
         if t.data.get("awaiting") == slot or t.conv.state != "collecting":
-            return self._ask_next(t, "已记录。\n")
-        return [self._say(t, "已记录。" + self._current_question(t, short=False))]
+            return self._ask_next(t, self.r("recorded") + "\n")
+        return [self._say(t, self.r("recorded") + self.r("resume_item", item=self._label(t, t.data["awaiting"])))]
 
     def _store_file(self, t: Turn, path: Path, check: v.Validation) -> dict:
         user_dir = secure_dir(self.files_dir / self._user_key(t.msg.sender))
@@ -480,9 +693,9 @@ class Dialog:
     # -- summary and package ---------------------------------------------------------------
     def _describe(self, slot: str, value) -> str:
         if isinstance(value, dict):
-            kind = {"image": "图片", "video": "视频"}.get(value.get("kind"), "文件")
+            kind = self._kind_word(value.get("kind"))
             extra = value.get("size") or (f"{value['seconds']} 秒" if value.get("seconds") else "")
-            return f"已收到{kind}" + (f"({extra})" if extra else "")
+            return self.r("file_described", kind=kind, extra=f"({extra})" if extra else "")
         if slot == "id_number":
             return v.mask_id_number(value)
         return str(value)
@@ -490,10 +703,9 @@ class Dialog:
     def _summary(self, t: Turn, prefix: str = "") -> list[Outgoing]:
         t.conv.state, t.data["awaiting"] = "confirm", "confirm"
         slots = t.data["slots"]
-        lines = [f"{CIRCLED[i]}{m.label}:{self._describe(m.slot, slots.get(m.slot, ''))}"
-                 for i, m in enumerate(self._materials(t))]
-        return [self._say(t, prefix + "材料已齐,请核对:\n" + "\n".join(lines)
-                          + "\n\n回复“确认”生成申诉材料包;回复“修改 3”可重新填写第 3 项;回复“取消”放弃。")]
+        lines = "\n".join(f"{CIRCLED[i]}{m.label}:{self._describe(m.slot, slots.get(m.slot, ''))}"
+                          for i, m in enumerate(self._materials(t)))
+        return [self._say(t, prefix + self.r("summary", lines=lines))]
 
     async def _state_confirm(self, t: Turn, text: str) -> list[Outgoing]:
         edit = _EDIT.match(_plain(text))
@@ -501,7 +713,7 @@ class Dialog:
             n = int(edit.group(1))
             materials = self._materials(t)
             if not 1 <= n <= len(materials):
-                return [self._say(t, f"请回复“修改 1”到“修改 {len(materials)}”之间的编号。")]
+                return [self._say(t, self.r("edit_out_of_range", count=len(materials)))]
             slot = materials[n - 1].slot
             old = t.data["slots"].pop(slot, None)
             if isinstance(old, dict):
@@ -509,12 +721,12 @@ class Dialog:
             t.data["editing"] = True
             if slot == MILITARY_SLOT:
                 t.conv.state, t.data["awaiting"] = "military", "military"
-                return [self._say(t, MILITARY_QUESTION)]
+                return [self._say(t, self.r("ask_military"))]
             t.conv.state, t.data["awaiting"] = "collecting", slot
-            return [self._say(t, SLOTS[slot].ask)]
-        if yes_no(text) is True:
+            return [self._say(t, self._ask(slot))]
+        if t.reading.polarity is True and not t.reading.question:
             return self._finish(t)
-        return [self._say(t, "请回复“确认”生成申诉材料包,或“修改 N”修改第 N 项,或“取消”放弃。")]
+        return [self._say(t, self.r("confirm_reask"))]
 
     def _finish(self, t: Turn) -> list[Outgoing]:
         route = t.data["route"]
@@ -545,17 +757,15 @@ class Dialog:
         self.store.record("appeal_finished", t.now, record["prompt_id"])
         self._drop_collected(t.data)
         t.conv.state, t.conv.data = "idle", {}
+        items = "、".join(m.label for m in r.materials)
         if route == "online":
-            nxt = (f"下一步:登录大鱼号后台,通过【线上反馈】入口提交这 {len(r.materials)} 项材料:"
-                   + "、".join(m.label for m in r.materials) + "。收到您的材料后平台会进一步核实。")
+            text = self.r("appeal_done_online", appeal_id=appeal_id, count=len(r.materials), items=items)
         else:
             subject = r.email_subject.format(account_name=values.get("account_name", ""))
-            to = f"发送邮件到 {self.settings.appeal_email}" if self.settings.appeal_email else \
-                "发送邮件到大鱼号邮箱(地址请向社群管理员获取)"
-            nxt = (f"下一步:通过大鱼号【在线人工客服】提交,或{to},邮件标题:{subject},"
-                   f"附上以上 {len(r.materials)} 项材料。")
-        out = self._say(t, f"申诉材料包已生成,编号:{appeal_id}\n{nxt}\n"
-                           "材料包已加密保存,需要时社群管理员可凭编号导出;如需删除,回复“删除我的资料”。")
+            email = self.settings.appeal_email
+            to = self.r("send_to_email", email=email) if email else self.r("send_to_email_unknown")
+            text = self.r("appeal_done_email", appeal_id=appeal_id, count=len(r.materials), to=to, subject=subject)
+        out = self._say(t, text)
         out.appeal_id = appeal_id
         return [out]
 
@@ -567,16 +777,19 @@ class Dialog:
         self._drop_collected(t.data)
         t.conv.state, t.conv.data = "idle", {}
         if not active:
-            return [self._say(t, "当前没有进行中的事项。" + HELP)]
-        return [self._say(t, "已取消,本次收集的资料已全部删除。需要时再把提示语发给我即可。"
-                             "(下次如果只是想先停一下、保留资料,可以回复“暂停”。)")]
+            return [self._say(t, self.r("cancel_nothing"))]
+        return [self._say(t, self.r("cancelled"))]
 
     async def _cmd_pause(self, t: Turn) -> list[Outgoing]:
         if not t.data.get("route"):
-            return [self._say(t, "现在没有进行中的申诉,不需要暂停。")]
+            return [self._say(t, self.r("pause_nothing"))]
         t.data["paused"] = True
-        return [self._say(t, f"好的,先暂停。已收集的资料会加密保留 {self.settings.expiry_hours:g} 小时,"
-                             "期间不再提醒;之后没有继续会自动删除。想继续时直接发送下一项,或回复“进度”。")]
+        return [self._say(t, self.r("paused", expiry_hours=f"{self.settings.expiry_hours:g}"))]
+
+    async def _cmd_resume(self, t: Turn) -> list[Outgoing]:
+        if t.conv.state == "idle":
+            return [self._say(t, self.r("resume_nothing"))]
+        return [self._say(t, self.r("resumed", question=self._pending_line(t)))]
 
     async def _cmd_restart(self, t: Turn) -> list[Outgoing]:
         prompt_id = t.data.get("prompt_id")
@@ -585,49 +798,66 @@ class Dialog:
         if prompt_id and self.kb.group_of(prompt_id) and self.kb.group_of(prompt_id).appeal:
             return self._start_appeal(t)
         t.conv.state = "idle"
-        return [self._say(t, "好的,重新开始。请把认证失败时看到的提示语发给我。")]
+        return [self._say(t, self.r("restarted"))]
 
     async def _cmd_skip(self, t: Turn) -> list[Outgoing]:
         awaiting = t.data.get("awaiting")
         if awaiting in ("military", MILITARY_SLOT):
             t.data["slots"][MILITARY_SLOT] = NOT_APPLICABLE
-            return self._ask_next(t, "已跳过。\n")
+            return self._ask_next(t, self.r("skipped") + "\n")
         if t.conv.state == "collecting":
-            return [self._say(t, "这一项是必需的,不能跳过。" + self._current_question(t, short=True))]
-        return [self._say(t, "现在没有可以跳过的项目。")]
+            return [self._say(t, self.r("skip_required", question=self._pending_line(t)))]
+        return [self._say(t, self.r("skip_nothing"))]
 
     async def _cmd_progress(self, t: Turn) -> list[Outgoing]:
         if not t.data.get("route"):
-            return [self._say(t, "现在没有进行中的申诉。" + self._current_question(t, short=True))]
+            return [self._say(t, self.r("progress_none", question=self._pending_line(t)))]
         slots = t.data["slots"]
         done = [m.label for m in self._materials(t) if m.slot in slots]
         left = [m.label for m in self._materials(t) if m.slot not in slots]
-        text = f"已完成 {len(done)} 项:" + ("、".join(done) or "无") + f"\n还差 {len(left)} 项:" + ("、".join(left) or "无")
-        return [self._say(t, text + "\n" + self._current_question(t, short=True))]
+        return [self._say(t, self.r("progress", done_count=len(done), done="、".join(done) or "无",
+                                    left_count=len(left), left="、".join(left) or "无",
+                                    question=self._pending_line(t)))]
 
     async def _cmd_help(self, t: Turn) -> list[Outgoing]:
-        return [self._say(t, HELP + "\n" + self._current_question(t, short=True))]
+        return [self._say(t, self.r("help") + "\n" + self._pending_line(t))]
+
+    async def _cmd_details(self, t: Turn) -> list[Outgoing]:
+        """The source document's own text for the last prompt ("详细" / "原文")."""
+        prompt_id = t.data.get("prompt_id") or (t.data.get("switch") or {}).get("prompt_id")
+        if not prompt_id or not self.kb.prompt(prompt_id):
+            return [self._say(t, self.r("details_nothing"))]
+        group = self.kb.group_of(prompt_id)
+        text = self._render(group.remedy)
+        if group.notes:
+            text += "\n" + "\n".join(group.notes)
+        out = self.r("details", prompt=self._prompt_text(prompt_id), remedy=text)
+        if t.conv.state != "idle":
+            out += "\n" + self._pending_line(t, again=True)
+        return [self._say(t, out)]
 
     async def _cmd_appeal(self, t: Turn) -> list[Outgoing]:
         prompt_id = t.data.get("prompt_id")
         group = self.kb.group_of(prompt_id) if prompt_id else None
+        if t.conv.state in _APPEAL_STATES and t.data.get("route"):
+            return [self._say(t, self.r("resumed", question=self._pending_line(t)))]
         if group and group.appeal:
             return self._start_appeal(t)
-        return [self._say(t, "好的。请先把认证失败时看到的提示语发给我,我确认是需要申诉的情况后,再帮你整理材料。")]
+        return [self._say(t, self.r("appeal_needs_prompt"))]
 
     async def _cmd_delete(self, t: Turn) -> list[Outgoing]:
         t.data["before_delete"] = [t.conv.state, t.data.get("awaiting")]
         t.conv.state, t.data["awaiting"] = "delete_confirm", "delete_confirm"
-        return [self._say(t, "确定要删除我保存的你的全部资料吗(进行中的对话、已上传的材料、已生成的申诉材料包)?"
-                             "回复“确认删除”执行,回复“否”保留。")]
+        return [self._say(t, self.r("delete_ask"))]
 
     async def _state_delete_confirm(self, t: Turn, text: str) -> list[Outgoing]:
-        if _plain(text) in {"确认删除", "确认", "是", "删除", "确定"}:
+        if _plain(text) in {"确认删除", "确认", "删除", "确定", "确定删除"} or (
+                t.reading.polarity is True and t.reading.chit_chat):
             removed = self.delete_user_data(t.msg.sender)
             t.conv.state, t.conv.data = "idle", {}
-            return [self._say(t, f"已删除你的全部资料(申诉材料包 {removed} 个)。")]
+            return [self._say(t, self.r("deleted", count=removed))]
         t.conv.state, t.data["awaiting"] = t.data.pop("before_delete", ["idle", None])
-        return [self._say(t, "好的,没有删除。" + self._current_question(t, short=True))]
+        return [self._say(t, self.r("not_deleted", question=self._pending_line(t)))]
 
     def delete_user_data(self, sender: str) -> int:
         for conv in self.store.conversations_of(sender):
@@ -637,22 +867,48 @@ class Dialog:
         self.store.delete_user(sender)
         return removed
 
+    # -- human help ------------------------------------------------------------------------
+    def _human(self, t: Turn, room: bool = False, then: str = "") -> list[Outgoing]:
+        """How to reach the platform's people; with `handoff_to`, a short note to those contacts."""
+        out = []
+        notified = False
+        if self.settings.handoff_to and not room:
+            note = self.r("handoff_note", user=t.msg.sender, case=self._case_summary(t))
+            for contact in self.settings.handoff_to:
+                if contact != t.msg.sender:
+                    out.append(Outgoing(chat=contact, to=contact, text=note))
+                    notified = True
+        text = self.r("human") + ("\n" + self.r("human_notified") if notified else "") + ("\n" + then if then else "")
+        return [self._say(t, text, mention=room), *out]
+
+    def _case_summary(self, t: Turn) -> str:
+        """The state of a creator's case without personal data: prompt, route, progress."""
+        prompt_id = t.data.get("prompt_id")
+        parts = [f"提示语 {prompt_id}" if prompt_id else "未识别提示语"]
+        if t.data.get("route"):
+            total = len(self._materials(t))
+            parts.append(f"{self.kb.routes[t.data['route']].title}途径,材料 {total - len(self._missing(t))}/{total} 项")
+        parts.append(f"状态 {awaiting_of(t.conv) or 'idle'}")
+        return ",".join(parts)
+
     # == helpers ========================================================================
-    def _current_question(self, t: Turn, short: bool) -> str:
+    def _pending_line(self, t: Turn, again: bool = False) -> str:
+        """The pending question in one short line (or what to send first, when idle)."""
         state, awaiting = t.conv.state, t.data.get("awaiting")
-        if state == "collecting" and awaiting in SLOTS:
-            return ("请继续发送:" + SLOTS[awaiting].ask) if not short else f"(当前在等:{self._label(t, awaiting)})"
-        return {
-            "choice": "请回复编号选择你看到的提示。",
-            "appeal_offer": "需要我帮你整理申诉材料吗?回复“是”或“否”。",
-            "route": "你的大鱼号后台是否有【线上反馈】入口?回复“有”或“没有”。",
-            "military": MILITARY_QUESTION,
-            "confirm": "请回复“确认”生成申诉材料包。",
-            "file_slot": "请回复编号说明刚才的文件是哪一项。",
-        }.get(state, "请把认证失败时看到的提示语发给我。")
+        if state == "collecting" and awaiting in self.kb.items:
+            return self.r("resume_item", item=self._label(t, awaiting))
+        if state == "idle":
+            return "" if again else self.r("ask_idle")
+        if state == "route":
+            return self.kb.items["route"].ask
+        return self.r(f"ask_{state}") if f"ask_{state}" in self.kb.responses else ""
 
     def _label(self, t: Turn, slot: str) -> str:
-        return next((m.label for m in self._materials(t) if m.slot == slot), slot)
+        if t.data.get("route"):
+            found = next((m.label for m in self._materials(t) if m.slot == slot), None)
+            if found:
+                return found
+        return self.kb.items[slot].label if slot in self.kb.items else slot
 
     def _drop_collected(self, data: dict) -> None:
         """Delete the working copies of files collected in a conversation."""
@@ -675,7 +931,7 @@ class Dialog:
                 self.store.record_unmatched(text, t.now)
 
     def _say(self, t: Turn, text: str, mention: bool = False, prompt_id: int | None = ...) -> Outgoing:
-        return Outgoing(chat=t.msg.chat, to=t.msg.sender, text=text, mention=mention and t.msg.room,
+        return Outgoing(chat=t.msg.chat, to=t.msg.sender, text=text.strip(), mention=mention and t.msg.room,
                         prompt_id=t.data.get("prompt_id") if prompt_id is ... else prompt_id)
 
     # == timers =========================================================================
@@ -692,8 +948,7 @@ class Dialog:
             if not collecting or conv.chat != conv.sender:
                 return []
             return [Outgoing(chat=conv.chat, to=conv.sender,
-                             text=f"申诉材料已经 {self.settings.expiry_hours:g} 小时没有更新,为保护你的隐私,"
-                                  "已删除本次收集的资料。需要时再把提示语发给我即可。")]
+                             text=self.r("expired", expiry_hours=f"{self.settings.expiry_hours:g}"))]
         if (not conv.reminded and not conv.data.get("paused")
                 and idle >= timedelta(minutes=self.settings.reminder_minutes)
                 and conv.chat == conv.sender and conv.data.get("route")):
@@ -701,6 +956,27 @@ class Dialog:
             left = len([m for m in self.kb.routes[conv.data["route"]].materials
                         if m.slot not in conv.data.get("slots", {})])
             return [Outgoing(chat=conv.chat, to=conv.sender,
-                             text=f"还在吗?申诉材料还差 {left} 项,随时发给我就能继续(回复“进度”查看,回复“取消”放弃)。"
-                                  f"{self.settings.expiry_hours:g} 小时内没有继续,已收集的资料会被删除。")]
+                             text=self.r("reminder", left=left, expiry_hours=f"{self.settings.expiry_hours:g}"))]
         return []
+
+
+def _wildcard_value(prompt_text: str, wildcard: str | None, message: str | None) -> str | None:
+    """The name a creator's message has where the prompt has its placeholder (prompt 14's 【XXX】).
+
+    Anchored on the words either side of the placeholder; brackets and punctuation are dropped.
+    """
+    if not wildcard or not message or wildcard not in prompt_text:
+        return None
+    before, _, after = prompt_text.partition(wildcard)
+    left = re.sub(r"\W", "", before)[-4:]
+    right = re.sub(r"\W", "", after)[:4]
+    if not left or not right:
+        return None
+    text = to_simplified(unicodedata.normalize("NFKC", message))
+    m = re.search(re.escape(left) + r"\W*(.{1,30}?)\W*" + re.escape(right), text)
+    if not m:
+        return None
+    name = re.sub(r"[\s【】\[\]<>《》\"'“”,，:：]+", "", m.group(1))
+    if not name or name.upper() == "XXX" or v.find_id_numbers(name) or len(name) > 24:
+        return None
+    return name

@@ -12,14 +12,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from bot.kb.errors import KnowledgeError
+from bot.kb.responses import CHAT_FIELDS, check_dialog_knowledge, check_placeholders
 from bot.kb.schema import KB_SCHEMA
-
-
-class KnowledgeError(Exception):
-    def __init__(self, file: Path | str, line: int | None, reason: str):
-        self.file, self.line, self.reason = str(file), line, reason
-        where = f"{self.file}:{line}" if line else self.file
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -42,9 +37,41 @@ class AppealRoute:
 class Group:
     name: str
     title: str
-    remedy: str
+    remedy: str  # the source document's text, word for word ("原文")
     appeal: bool
     notes: tuple[str, ...] = ()  # note texts, resolved
+    chat: str = ""  # the same content written for chat (short numbered steps); remedy when unset
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    cues: tuple[str, ...]
+    phrasings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Item:
+    """What the bot knows about one appeal item (or `route`): how to ask, why, what, where."""
+    slot: str
+    label: str
+    aliases: tuple[str, ...]
+    ask: str
+    why: str
+    what: str = ""
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Faq:
+    id: str
+    answer: str
+    phrasings: tuple[str, ...] = ()
+    cues: tuple[str, ...] = ()
+    grounds: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()
+    behaviour: bool = False
+    seed_silent: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,11 @@ class KnowledgeBase:
     failure_words: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     userdict: Path | None = None
+    commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    intents: dict[str, Intent] = field(default_factory=dict)
+    items: dict[str, Item] = field(default_factory=dict)
+    faq: tuple[Faq, ...] = ()
+    responses: dict[str, str] = field(default_factory=dict)
 
     def prompt(self, prompt_id: int) -> Prompt | None:
         return next((p for p in self.prompts if p.id == prompt_id), None)
@@ -156,6 +188,11 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
     prompts: list[tuple[Prompt, Path, int]] = []
     synonyms: dict[str, str] = {}
     context, off_topic, failure = [], [], []
+    commands: dict[str, tuple[str, ...]] = {}
+    intents: dict[str, Intent] = {}
+    items: dict[str, Item] = {}
+    faq: list[tuple[Faq, Path, int]] = []
+    responses: dict[str, tuple[str, Path, int]] = {}
     digest = hashlib.sha256()
     for path in files:
         data, root = _read_file(path)
@@ -181,6 +218,27 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
         context += m.get("context_words", [])
         off_topic += m.get("off_topic_words", [])
         failure += m.get("failure_words", [])
+        for name, phrases in data.get("commands", {}).items():
+            if name in commands:
+                raise KnowledgeError(path, _line_of(root, ["commands", name]), f"command {name!r} defined twice")
+            commands[name] = tuple(phrases)
+        for name, it in data.get("intents", {}).items():
+            if name in intents:
+                raise KnowledgeError(path, _line_of(root, ["intents", name]), f"intent {name!r} defined twice")
+            intents[name] = Intent(name, tuple(it["cues"]), tuple(it.get("phrasings", ())))
+        for slot, it in data.get("items", {}).items():
+            if slot in items:
+                raise KnowledgeError(path, _line_of(root, ["items", slot]), f"item {slot!r} defined twice")
+            items[slot] = Item(slot, it["label"], tuple(it["aliases"]), it["ask"].strip(), it["why"].strip(),
+                               it.get("what", "").strip(), it.get("where", "").strip())
+        for i, f in enumerate(data.get("faq", [])):
+            faq.append((Faq(f["id"], f["answer"].strip(), tuple(f.get("phrasings", ())), tuple(f.get("cues", ())),
+                            tuple(f.get("grounds", ())), tuple(f.get("settings", ())), bool(f.get("behaviour")),
+                            bool(f.get("seed_silent"))), path, _line_of(root, ["faq", i])))
+        for name, text in data.get("responses", {}).items():
+            if name in responses:
+                raise KnowledgeError(path, _line_of(root, ["responses", name]), f"response {name!r} defined twice")
+            responses[name] = (text.strip("\n"), path, _line_of(root, ["responses", name]))
         for i, p in enumerate(data.get("prompts", [])):
             line = _line_of(root, ["prompts", i])
             if p.get("wildcard") and p["wildcard"] not in p["text"]:
@@ -202,14 +260,18 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
         missing = [n for n in g.get("notes", []) if n not in notes]
         if missing:
             raise KnowledgeError(path, line, f"group {name!r}: unknown note {missing[0]!r}")
+        chat = g.get("chat", "").strip()
+        check_placeholders(path, _line_of(root, ["groups", name, "chat"]) if chat else line,
+                           f"group {name!r} chat", chat, CHAT_FIELDS)
         resolved[name] = Group(name=name, title=g["title"], remedy=g["remedy"].strip(), appeal=g["appeal"],
-                               notes=tuple(notes[n] for n in g.get("notes", [])))
+                               notes=tuple(notes[n] for n in g.get("notes", [])), chat=chat)
     for missing_route in {"online", "email"} - routes.keys():
         raise KnowledgeError(kdir, None, f"appeal route {missing_route!r} is not defined in any file")
     if "email" in routes and not routes["email"].email_subject:
         raise KnowledgeError(kdir, None, "appeal route 'email' needs an email_subject")
     if not versions:
         raise KnowledgeError(files[0], 1, "no file sets a version")
+    check_dialog_knowledge(kdir, routes, commands, intents, items, faq, responses)
     userdict = kdir / "userdict.txt" if kdir.is_dir() else kdir.parent / "userdict.txt"
     return KnowledgeBase(
         version=f"{'+'.join(versions)} ({digest.hexdigest()[:8]})",
@@ -218,4 +280,6 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
         context_words=tuple(dict.fromkeys(context)), off_topic_words=tuple(dict.fromkeys(off_topic)),
         failure_words=tuple(dict.fromkeys(failure)),
         files=tuple(str(f) for f in files), userdict=userdict if userdict.is_file() else None,
+        commands=commands, intents=intents, items=items, faq=tuple(f for f, _, _ in faq),
+        responses={name: text for name, (text, _, _) in responses.items()},
     )

@@ -29,6 +29,8 @@ KB_SCHEMA = {
                     "remedy": _text,
                     "appeal": {"type": "boolean"},
                     "notes": _words,
+                    # the remedy written for chat: short numbered steps, no cross-references
+                    "chat": _text,
                 },
             },
         },
@@ -75,6 +77,49 @@ KB_SCHEMA = {
                 "failure_words": _words,
             },
         },
+        # Dialog understanding (knowledge/intents.yaml, knowledge/faq.yaml) and the bot's own
+        # words (knowledge/responses.yaml). Which names must exist is checked after merging.
+        "commands": {"type": "object", "additionalProperties": {**_words, "minItems": 1}},
+        "intents": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["cues"],
+                "additionalProperties": False,
+                "properties": {"cues": {**_words, "minItems": 1}, "phrasings": _words},
+            },
+        },
+        "items": {
+            "type": "object",
+            "propertyNames": {"enum": ["route", *_slot_names]},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["label", "aliases", "ask", "why"],
+                "additionalProperties": False,
+                "properties": {"label": _text, "aliases": {**_words, "minItems": 1}, "ask": _text,
+                               "why": _text, "what": _text, "where": _text},
+            },
+        },
+        "faq": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "answer"],
+                "anyOf": [{"required": ["phrasings"]}, {"required": ["cues"]}],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+                    "phrasings": _words,
+                    "cues": _words,
+                    "answer": _text,
+                    "grounds": _words,  # quotes of the source document the answer relies on
+                    "settings": _words,  # settings the answer shows
+                    "behaviour": {"type": "boolean"},  # the answer describes the bot's own behaviour
+                    "seed_silent": {"type": "boolean"},  # the source does not say: the answer says so
+                },
+            },
+        },
+        "responses": {"type": "object", "additionalProperties": _text},
         "prompts": {
             "type": "array",
             "minItems": 1,

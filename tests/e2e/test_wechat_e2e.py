@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 BOT_NAME = "DayuBot"  # the bot account's name in gateway.mjs
 
 PROMPT = "人脸与公安网照片不一致，请确保是账户本人操作"
-REMEDY = "确认是否账户、证件所有者本人进行操作"
+REMEDY = "确认是账户和证件所有者本人在操作"  # the chat rendering of the 1-10 remedy
 STREAM_MIN_BYTES = 20 * 1024  # the gateway inlines files up to ~20 KB; bigger ones use the stream RPC
 
 
