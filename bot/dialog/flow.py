@@ -188,6 +188,8 @@ class Dialog:
         """What comes before the expected answer in every waiting state (see the module doc)."""
         rd, state, awaiting = t.reading, t.conv.state, t.data.get("awaiting")
         pending = self._pending_item(t)
+        if rd.has("human"):  # asking for a person comes before anything else
+            return self._human(t, then=self._pending_line(t, again=True))
         # 1. a question: out of scope, an FAQ entry, or one about the awaited item
         if rd.has("out_of_scope") and rd.question and rd.polarity is None and not rd.item:
             return [self._say(t, self.r("out_of_scope") + "\n" + self._pending_line(t, again=True))]
@@ -202,8 +204,6 @@ class Dialog:
                 self._record_match(t, result)
                 return self._new_prompt(t, result)
         # 3. small talk that is not an answer
-        if rd.has("human"):
-            return self._human(t, then=self._pending_line(t, again=True))
         if rd.has("who_are_you"):
             return [self._say(t, self.r("who_are_you") + "\n" + self._pending_line(t, again=True))]
         if rd.has("not_now") and state in _APPEAL_STATES:
@@ -694,7 +694,7 @@ class Dialog:
     def _describe(self, slot: str, value) -> str:
         if isinstance(value, dict):
             kind = self._kind_word(value.get("kind"))
-            extra = value.get("size") or (f"{value['seconds']} 秒" if value.get("seconds") else "")
+            extra = value.get("size") or (self.r("media_seconds", seconds=value["seconds"]) if value.get("seconds") else "")
             return self.r("file_described", kind=kind, extra=f"({extra})" if extra else "")
         if slot == "id_number":
             return v.mask_id_number(value)
@@ -883,13 +883,11 @@ class Dialog:
 
     def _case_summary(self, t: Turn) -> str:
         """The state of a creator's case without personal data: prompt, route, progress."""
-        prompt_id = t.data.get("prompt_id")
-        parts = [f"提示语 {prompt_id}" if prompt_id else "未识别提示语"]
-        if t.data.get("route"):
-            total = len(self._materials(t))
-            parts.append(f"{self.kb.routes[t.data['route']].title}途径,材料 {total - len(self._missing(t))}/{total} 项")
-        parts.append(f"状态 {awaiting_of(t.conv) or 'idle'}")
-        return ",".join(parts)
+        total = len(self._materials(t)) if t.data.get("route") else 0
+        return self.r("handoff_case", prompt=t.data.get("prompt_id") or "-",
+                      route=self.kb.routes[t.data["route"]].title if total else "-",
+                      done=total - len(self._missing(t)) if total else 0, total=total,
+                      state=awaiting_of(t.conv) or "idle")
 
     # == helpers ========================================================================
     def _pending_line(self, t: Turn, again: bool = False) -> str:

@@ -22,6 +22,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "out_of_scope": (), "question_not_known": (), "clarify": (), "no_text": ("question!",),
     "reask": ("question!",), "error_generic": (),
     "human": (), "human_notified": (), "handoff_note": ("user!", "case!"),
+    "handoff_case": ("prompt!", "route", "done!", "total!", "state"),
     # pending questions, in one line
     "ask_idle": (), "ask_choice": (), "ask_appeal_offer": (), "ask_military": (), "ask_confirm": (),
     "ask_file_slot": (), "ask_switch": (), "ask_delete_confirm": (), "resume_item": ("item!",),
@@ -41,7 +42,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     # files
     "file_received": ("kind", "note"), "screenshot_prompt_note": ("prompt!",), "file_which": ("kind", "options!"),
     "file_which_reask": ("count!",), "file_discarded": ("question!",), "file_unused": ("question!",),
-    "file_idle": (), "file_described": ("kind", "extra"), "image_unreadable": (), "image_no_prompt": (),
+    "file_idle": (), "file_described": ("kind", "extra"), "media_seconds": ("seconds!",), "image_unreadable": (), "image_no_prompt": (),
     # summary and package
     "summary": ("lines!",), "edit_out_of_range": ("count!",), "confirm_reask": (),
     "appeal_done_online": ("appeal_id!", "count", "items!"),

@@ -23,7 +23,8 @@ POLAR = ("affirm", "deny", "unsure")
 # Words that turn what follows into the answer that counts: "好的,不过暂时不需要" is a no.
 _CONTRAST = re.compile(r"但是|不过|可是|但")
 # Fillers a command may carry: "请帮我取消吧" is 取消.
-_FILLERS = re.compile(r"^(?:请|麻烦|帮我|我想|我要)+|(?:吧|了|啊|呀|哈|哦|呢|嘛|一下|谢谢)+$")
+_LEAD_FILLERS = re.compile(r"^(?:请|麻烦|帮我|我想|我要|算了|那就|那)+")
+_TAIL_FILLERS = re.compile(r"(?:吧|了|啊|呀|哈|哦|呢|嘛|一下|谢谢)+$")
 # A message that asks something or remarks on something is never an item's value.
 _QUESTION = re.compile(
     r"[?？]|吗|呢|为什么|为啥|怎么|什么(?!都)|啥(?!都)|哪|多久|多少|几天|几个|几项|是否|能不能|可不可以|能否|"
@@ -142,7 +143,8 @@ class Reader:
                        item=item, chit_chat=chit_chat, digits=norm if norm.isdigit() else "")
 
     def _command(self, norm: str) -> str | None:
-        for candidate in dict.fromkeys((norm, _FILLERS.sub("", norm))):
+        lead = _LEAD_FILLERS.sub("", norm)
+        for candidate in dict.fromkeys((norm, lead, _TAIL_FILLERS.sub("", norm), _TAIL_FILLERS.sub("", lead))):
             if not candidate:
                 continue
             if candidate in self._commands:
