@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "kb":
         return _cmd_kb_check(settings, args)
     if args.command in ("chat", "replay", "run"):
+        from bot.appeals.crypto import AppealKeyError
+        from bot.engine import StartupError
         from bot.kb import KnowledgeError
 
         try:
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_wechat(settings))
         except KnowledgeError as exc:  # the bot never starts on a half-loaded base
             print(f"knowledge base error, not starting: {exc}", file=sys.stderr)
+            return 2
+        except (StartupError, AppealKeyError) as exc:  # a wrong or invalid key: one line, no traceback
+            print(f"not starting: {exc}", file=sys.stderr)
             return 2
     if args.command == "appeals":
         from bot.appeals.cli import appeals_command

@@ -4,6 +4,7 @@ commands, then the dialog. It knows nothing of WeChat; transports know nothing o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import weakref
@@ -19,11 +20,22 @@ from bot.matching import Matcher
 from bot.matching.intents import Reader
 from bot.messages import Incoming, Outgoing
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import KeyMismatch, Store, Writes
 
 log = logging.getLogger(__name__)
 
 PROCESSED_IDS_KEPT = timedelta(days=7)
+MAX_MESSAGE_CHARS = 4000  # longer texts are cut before any scan (rooms too)
+JANITOR_EVERY = timedelta(minutes=5)
+JANITOR_MIN_AGE = timedelta(minutes=10)
+
+
+class StartupError(Exception):
+    """The bot cannot start (a wrong key, ...): one clear line, no traceback."""
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: the crash tests patch this to end the process at a named point of a turn."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,7 @@ class Engine:
         self.started_at = datetime.now(timezone.utc)
         self._locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._reload_lock = asyncio.Lock()
+        self._last_janitor: datetime | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> "Engine":
@@ -60,13 +73,29 @@ class Engine:
         vault = Vault(load_or_create_key(settings))
         snapshot = cls._load_snapshot(settings, "start")
         store = Store(settings.db_path, vault)
+        try:
+            store.check_key()
+        except KeyMismatch:
+            store.close()
+            source = "BOT_APPEAL_KEY/appeal_key" if settings.appeal_key else f"the key file {settings.key_file}"
+            raise StartupError(
+                f"the encryption key ({source}) is not the one the data in {settings.data_dir} was written with; "
+                "start with the original key, or use another data dir") from None
         ocr = None
         if settings.ocr_enabled:
             from bot.ocr import ScreenshotReader, ocr_available
 
             if ocr_available():  # a cheap check: the engine itself loads on the first image
                 ocr = ScreenshotReader.from_settings(settings)
-        return cls(settings, store, vault, snapshot, ocr)
+        engine = cls(settings, store, vault, snapshot, ocr)
+        # At start no turn is in flight: whatever no state references is a crash's leftover.
+        from bot.store.janitor import clean
+
+        counts = clean(settings, store, min_age_seconds=0)
+        if any(counts.values()):
+            log.info("start-up clean-up removed %d working files, %d temp package folders",
+                     counts["files"], counts["temp_packages"])
+        return engine
 
     @staticmethod
     def _load_snapshot(settings: Settings, by: str) -> KnowledgeSnapshot:
@@ -91,7 +120,12 @@ class Engine:
         return self.store.room_mode(room) or self.settings.room_mode
 
     async def handle(self, msg: Incoming) -> list[Outgoing]:
+        """Handle one message as one transaction; returns its replies, already in the outbox.
+
+        A redelivered message id returns [] (its replies, if not yet sent, wait in the outbox)."""
         now = msg.at or datetime.now(timezone.utc)
+        if len(msg.text) > MAX_MESSAGE_CHARS:  # bounded work per message, before any scan
+            msg = dataclasses.replace(msg, text=msg.text[:MAX_MESSAGE_CHARS])
         if msg.room:
             if self.settings.room_allowlist and msg.chat not in self.settings.room_allowlist:
                 return []
@@ -108,24 +142,36 @@ class Engine:
             if self.store.is_processed(msg.message_id):
                 return []
             snapshot = self.snapshot
+            writes = Writes()
+            conv = None
             try:
                 if self.admin.is_command(msg.text) and (not msg.room or msg.mention):
                     replies = await self.admin.handle(msg, now)
                 else:
                     conv = self.store.load(msg.chat, msg.sender)
                     replies = await self.dialog.handle(snapshot.kb, snapshot.matcher, msg, conv, now,
-                                                       snapshot.reader)
+                                                       snapshot.reader, writes)
                     conv.last_activity, conv.reminded = now, False
-                    self.store.save(conv)
                     for r in replies:
                         r.state = conv.state
                         r.awaiting = awaiting_of(conv)
-            except Exception:
-                log.exception("message %s: handling failed", msg.message_id)
-                return [Outgoing(chat=msg.chat, to=msg.sender, mention=msg.room,
-                                 text=snapshot.kb.responses["error_generic"])]
-            self.store.mark_processed(msg.message_id, now)
-            self.store.record("message", now)
+                for r in replies:
+                    r.reply_to = msg.message_id
+                writes.record("message", now)
+                _crash_point("before_commit")
+                self.store.commit_turn(conv, msg.message_id, now, writes, replies)
+                _crash_point("after_commit")
+            except Exception as exc:
+                # Nothing of the turn is kept; the message is answered once and not retried.
+                log.error("message %s: handling failed (%s)", msg.message_id, type(exc).__name__,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+                replies = [Outgoing(chat=msg.chat, to=msg.sender, mention=msg.room, reply_to=msg.message_id,
+                                    text=snapshot.kb.responses["error_generic"])]
+                failed = Writes()
+                failed.record("message", now)
+                self.store.commit_turn(None, msg.message_id, now, failed, replies)
+                return replies
+            writes.run_after_commit()
         return replies
 
     async def tick(self, now: datetime | None = None) -> list[Outgoing]:
@@ -138,14 +184,54 @@ class Engine:
                 conv = self.store.load(stale.chat, stale.sender)  # may have moved on meanwhile
                 if conv.state == "idle" or conv.last_activity is None:
                     continue
-                replies = self.dialog.on_idle(self.snapshot.kb, conv, now)
-                self.store.save(conv)
+                writes = Writes()
+                self.dialog.use(self.snapshot.kb, self.snapshot.matcher, self.snapshot.reader)
+                replies = self.dialog.on_idle(self.snapshot.kb, conv, now, writes)
                 for r in replies:
                     r.state = conv.state
                     r.awaiting = awaiting_of(conv)
+                self.store.commit_turn(conv, None, now, writes, replies)
+                writes.run_after_commit()
                 out += replies
         self.store.prune_processed(now - PROCESSED_IDS_KEPT)
+        self.store.prune_outbox(now - PROCESSED_IDS_KEPT)
+        if self._last_janitor is None or now - self._last_janitor >= JANITOR_EVERY:
+            self.janitor()
+            self._last_janitor = now
         return out
+
+    # -- delivery ----------------------------------------------------------------------------
+    def unsent(self) -> list[Outgoing]:
+        """Replies committed and not yet marked sent (after a crash: those of the last turns)."""
+        return self.store.unsent()
+
+    def mark_sent(self, replies: list[Outgoing]) -> None:
+        self.store.mark_sent([r.outbox_id for r in replies if r.outbox_id is not None])
+
+    async def deliver(self, send) -> int:
+        """Send every unsent reply in order with `send(reply)` (awaitable), marking each sent
+        after it went out: at-least-once at exactly that point, exactly-once everywhere else."""
+        count = 0
+        while True:
+            batch = self.store.unsent()
+            if not batch:
+                return count
+            for r in batch:
+                await send(r)
+                _crash_point("after_send")
+                self.store.mark_sent([r.outbox_id])
+                count += 1
+
+    def janitor(self) -> dict:
+        """Remove working files no conversation references and temp package folders, when older
+        than a few minutes (a turn in flight may have written a file it has not committed yet)."""
+        from bot.store.janitor import clean
+
+        counts = clean(self.settings, self.store, min_age_seconds=JANITOR_MIN_AGE.total_seconds())
+        if any(counts.values()):
+            log.info("janitor removed %d working files, %d temp package folders",
+                     counts["files"], counts["temp_packages"])
+        return counts
 
     # -- knowledge reload ----------------------------------------------------------------
     def reload_on_sighup(self) -> None:

@@ -45,3 +45,7 @@ class Outgoing:
     awaiting: str | None = None
     appeal_id: str | None = None
     meta: dict = field(default_factory=dict)
+    # Delivery: the message this replies to (None for reminders and notifications), and its row
+    # in the store's outbox once committed (transports mark it sent after sending).
+    reply_to: str | None = None
+    outbox_id: int | None = None

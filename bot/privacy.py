@@ -41,6 +41,11 @@ _AUDIO_EXT = {".m4a", ".mp3", ".wav", ".aac", ".amr", ".silk", ".ogg", ".opus"}
 _PATH = re.compile(r"(?:(?<![\w.:/])/|\b[A-Za-z]:\\)(?:[^\s'\"<>|:;,]+[/\\])+[^\s'\"<>|:;,]+")
 
 
+def has_mobile_number(text: str) -> bool:
+    """Whether `text` holds a mainland mobile number (with or without +86 and separators)."""
+    return bool(_MOBILE.search(text or ""))
+
+
 def _mask_mobile(m: re.Match) -> str:
     d = "".join(str(int(ch)) for ch in m.group(1) if ch.isdigit())  # int() folds full-width
     return f"{d[:3]}****{d[-4:]}"

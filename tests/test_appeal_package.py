@@ -320,11 +320,14 @@ def test_missing_required_material_fails(settings, vault, media_files):
     assert not appeals.exists() or not any(appeals.iterdir())  # nothing half-written
 
 
-def test_existing_package_not_overwritten(settings, vault, media_files):
+def test_writing_the_same_package_twice_gives_one_package(settings, vault, media_files):
+    # A 确认 redelivered after a crash writes the same appeal id again: one package, whole.
     appeal_id = new_appeal_id()
     write_package(settings, vault, email_record(appeal_id, media_files), media_files)
-    with pytest.raises(PackageError, match="已存在"):
-        write_package(settings, vault, email_record(appeal_id, media_files), media_files)
+    write_package(settings, vault, email_record(appeal_id, media_files), media_files)
+    root = settings.data_dir / "appeals"
+    assert [p.name for p in root.iterdir()] == [appeal_id]
+    assert read_appeal(settings, vault, appeal_id)["appeal_id"] == appeal_id
 
 
 @pytest.mark.parametrize("bad", ["../x", "AP-2026-1", "AP-20261125-ILOU00", ""])

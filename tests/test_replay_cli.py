@@ -30,7 +30,7 @@ def test_restart_mid_collection_continues_where_it_was(tmp_path, media):
     ])
     assert p.returncode == 0, p.stderr
     assert out[-1]["awaiting"] == "id_number" and out[-1]["state"] == "collecting"
-    assert set(out[0]) == {"chat", "to", "text", "prompt_id", "state", "awaiting", "appeal_id"}
+    assert set(out[0]) == {"chat", "to", "text", "prompt_id", "state", "awaiting", "appeal_id", "reply_to"}
     # A new process on the same data dir: same item, same collected data.
     p, out = replay(tmp_path, [{"from": "u1", "text": "进度", "at": "2026-11-24T10:05:00+08:00"},
                                {"from": "u1", "text": "11010519491231002X"},

@@ -189,15 +189,14 @@ def write_package(
 
     Every material of `record["materials"]` must be present, except `optional` ones, which
     may be absent/None/"skipped". Written into a temp dir, then renamed into place, so a
-    package is either complete or absent.
+    package is either complete or absent. Writing the same appeal id again replaces the package
+    (a 确认 redelivered after a crash gives one package, not two).
     """
     appeal_id = record.get("appeal_id")
     final = _package_dir(settings, appeal_id)
     route = record.get("route")
     if route not in ("online", "email"):
         raise PackageError(f"未知的申诉途径：{route!r}")
-    if final.exists():
-        raise PackageError(f"申诉材料包已存在：{appeal_id}")
     slots_in: Mapping = record.get("slots") or {}
     materials = list(record.get("materials") or [])
     if not materials:
@@ -282,7 +281,13 @@ def write_package(
         body = json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default).encode("utf-8")
         vault.write(tmp / (APPEAL_JSON + ENC), body)
         os.chmod(tmp, 0o700)
-        os.rename(tmp, final)
+        if final.exists():  # the same package written again: swap it in whole
+            old = final.with_name(f".old-{appeal_id}-{os.getpid()}")
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -358,6 +363,28 @@ def export_appeal(settings, vault: Vault, appeal_id: str, out_dir: str | os.Path
     for att in meta.get("attachments") or []:
         atomic_write(out / _safe_name(att["name"]), vault.read(pkg / _safe_name(att["stored"])))
     return out
+
+
+def delete_temp_packages(settings, appeal_ids=None, older_than: float | None = None) -> int:
+    """Remove leftovers of interrupted writes (`.tmp-<id>-…`, `.old-<id>-…`): those of the given
+    appeal ids, or any older than `older_than` seconds. Returns how many."""
+    root = appeals_dir(settings)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    now = datetime.now(timezone.utc).timestamp()
+    for p in root.iterdir():
+        if not (p.name.startswith(".tmp-") or p.name.startswith(".old-")):
+            continue
+        mine = appeal_ids is not None and any(p.name.startswith((f".tmp-{a}-", f".old-{a}-")) for a in appeal_ids)
+        try:
+            old = older_than is not None and now - p.stat().st_mtime > older_than
+        except FileNotFoundError:
+            continue
+        if mine or old:
+            shutil.rmtree(p, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def delete_appeals_of_user(settings, user: str, vault: Vault | None = None) -> int:

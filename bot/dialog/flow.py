@@ -32,7 +32,7 @@ import re
 import secrets
 import shutil
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -46,9 +46,9 @@ from bot.matching import MatchResult, Matcher
 from bot.matching.intents import Reader, Reading
 from bot.matching.normalize import to_simplified
 from bot.messages import Incoming, Outgoing
-from bot.privacy import redact
+from bot.privacy import has_mobile_number, redact
 from bot.settings import Settings
-from bot.store import Conversation, Store
+from bot.store import Conversation, Store, Writes
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class Turn:
     now: datetime
     reading: Reading | None = None
     _match: MatchResult | None = None
+    writes: Writes = field(default_factory=Writes)  # committed with the turn
 
     @property
     def data(self) -> dict:
@@ -103,9 +104,9 @@ class Dialog:
 
     # == entry point ====================================================================
     async def handle(self, kb: KnowledgeBase, matcher: Matcher, msg: Incoming, conv: Conversation,
-                     now: datetime, reader: Reader | None = None) -> list[Outgoing]:
+                     now: datetime, reader: Reader | None = None, writes: Writes | None = None) -> list[Outgoing]:
         self.use(kb, matcher, reader or Reader(kb))
-        turn = Turn(msg, conv, now)
+        turn = Turn(msg, conv, now, writes=writes if writes is not None else Writes())
         if msg.attachment is None:
             turn.reading = self.reader.read(msg.text or "")
         if msg.room:
@@ -379,7 +380,7 @@ class Dialog:
     def _new_prompt(self, t: Turn, result: MatchResult) -> list[Outgoing]:
         if not self._collected(t):
             # Nothing to lose: answer the new prompt as if idle.
-            self._drop_collected(t.data)
+            self._drop_collected(t.writes, t.data)
             t.conv.data = {}
             return self._remedy(t, result.id, room=False)
         t.data["switch"] = {"prompt_id": result.id, "back": [t.conv.state, t.data.get("awaiting")],
@@ -405,9 +406,9 @@ class Dialog:
         if choice == "3":
             return [self._say(t, self.r("switch_stay", question=self._pending_line(t)))]
         if choice == "2":
-            self._drop_collected(t.data)
+            self._drop_collected(t.writes, t.data)
             if t.data.get("slots") is not None:
-                self.store.record("appeal_abandoned", t.now, t.data.get("prompt_id"))
+                t.writes.record("appeal_abandoned", t.now, t.data.get("prompt_id"))
             t.conv.state, t.conv.data = "idle", {}
             return self._remedy(t, pending["prompt_id"], room=False)
         # keep what was collected, go on under the new prompt (its remedy only when it differs)
@@ -445,7 +446,7 @@ class Dialog:
     def _start_appeal(self, t: Turn) -> list[Outgoing]:
         t.conv.state = "route"
         t.data.update(slots={}, failures={}, started_at=t.now.isoformat())
-        self.store.record("appeal_started", t.now, t.data.get("prompt_id"))
+        t.writes.record("appeal_started", t.now, t.data.get("prompt_id"))
         return [self._say(t, self.r("appeal_start", question=self.kb.items["route"].ask))]
 
     async def _state_route(self, t: Turn, text: str) -> list[Outgoing]:
@@ -508,6 +509,8 @@ class Dialog:
             return self._failed(t, slot, self.r("needs_file", kind=self._kind_word(spec.kind)))
         if slot != "id_number" and v.find_id_numbers(text):
             return self._failed(t, slot, self.r("id_number_in_wrong_item", item=label))
+        if slot != "contact" and has_mobile_number(text):
+            return self._failed(t, slot, self.r("mobile_in_wrong_item", item=label))
         check = spec.validate(text)
         if not check.ok:
             return self._failed(t, slot, check.error)
@@ -529,6 +532,8 @@ class Dialog:
             value = self._prompt_text(prompt.id, name=t.data.get("prompt_name"))
         else:
             value = " ".join(text.split())
+            if v.find_id_numbers(value) or has_mobile_number(value):
+                return self._failed(t, "error_prompt", self.r("id_number_in_wrong_item", item=self.kb.items["error_prompt"].label))
             if len(value) < 4 or len(value) > 300 or rd.polarity is False and rd.chit_chat:
                 return self._failed(t, "error_prompt", self.r("error_prompt_invalid"))
             result = self._match(t)
@@ -566,6 +571,8 @@ class Dialog:
     # -- files ---------------------------------------------------------------------------
     async def _attachment(self, t: Turn) -> list[Outgoing]:
         att = t.msg.attachment
+        if not Path(att.path).is_file():  # a directory, a vanished download, ...
+            return [self._say(t, self.r("file_not_received", question=self._pending_line(t)))]
         state, awaiting = t.conv.state, t.data.get("awaiting")
         spec = SLOTS.get(awaiting) if state == "collecting" else None
         # A photo or video may arrive labelled as a file, or as the other kind: content decides.
@@ -624,11 +631,11 @@ class Dialog:
         ref = self._store_file(t, path, check)
         options = [m for m in (self._missing(t) or self._materials(t)) if SLOTS[m.slot].kind == want]
         if not options:
-            self._delete_ref(ref)
+            self._delete_ref(t.writes, ref)
             return [self._say(t, self.r("file_unused", question=self._pending_line(t)))]
         old = t.data.get("pending_file")
         if old:
-            self._delete_ref(old["ref"])
+            self._delete_ref(t.writes, old["ref"])
         back = old["back"] if old else [t.conv.state, t.data.get("awaiting")]
         t.data["pending_file"] = {"ref": ref, "options": [m.slot for m in options], "back": back}
         t.conv.state, t.data["awaiting"] = "file_slot", "file_slot"
@@ -644,12 +651,12 @@ class Dialog:
         t.data.pop("pending_file")
         t.conv.state, t.data["awaiting"] = pending["back"]
         if int(choice) == 0:
-            self._delete_ref(pending["ref"])
+            self._delete_ref(t.writes, pending["ref"])
             return [self._say(t, self.r("file_discarded", question=self._pending_line(t)))]
         slot = options[int(choice) - 1]
         old = t.data["slots"].get(slot)
         if isinstance(old, dict):
-            self._delete_ref(old)
+            self._delete_ref(t.writes, old)
         t.data["slots"][slot] = pending["ref"]
         if t.conv.state == "confirm":
             return self._summary(t, self.r("updated") + "\n")
@@ -668,8 +675,9 @@ class Dialog:
             ref["seconds"] = round(check.duration_seconds, 1)
         return ref
 
-    def _delete_ref(self, ref: dict) -> None:
-        (self.files_dir / ref["file"]).unlink(missing_ok=True)
+    def _delete_ref(self, writes: Writes, ref: dict) -> None:
+        """Delete a working file once the state that dropped it is committed."""
+        writes.delete_file_later(self.files_dir / ref["file"])
 
     @staticmethod
     def _user_key(sender: str) -> str:
@@ -702,6 +710,9 @@ class Dialog:
 
     def _summary(self, t: Turn, prefix: str = "") -> list[Outgoing]:
         t.conv.state, t.data["awaiting"] = "confirm", "confirm"
+        # The package's id is chosen (and committed) before 确认: a redelivered 确认 writes the
+        # same package again instead of a second one.
+        t.data.setdefault("appeal_id", appeal_package.new_appeal_id(t.now))
         slots = t.data["slots"]
         lines = "\n".join(f"{CIRCLED[i]}{m.label}:{self._describe(m.slot, slots.get(m.slot, ''))}"
                           for i, m in enumerate(self._materials(t)))
@@ -717,7 +728,7 @@ class Dialog:
             slot = materials[n - 1].slot
             old = t.data["slots"].pop(slot, None)
             if isinstance(old, dict):
-                self._delete_ref(old)
+                self._delete_ref(t.writes, old)
             t.data["editing"] = True
             if slot == MILITARY_SLOT:
                 t.conv.state, t.data["awaiting"] = "military", "military"
@@ -732,7 +743,7 @@ class Dialog:
         route = t.data["route"]
         r = self.kb.routes[route]
         prompt = self.kb.prompt(t.data.get("prompt_id") or 0)
-        appeal_id = appeal_package.new_appeal_id(t.now)
+        appeal_id = t.data.get("appeal_id") or appeal_package.new_appeal_id(t.now)
         slots = t.data["slots"]
         files, values = {}, {}
         for m in r.materials:
@@ -753,9 +764,9 @@ class Dialog:
         }
         appeal_package.write_package(self.settings, self.vault, record, files)
         masked = v.mask_id_number(values["id_number"]) if values.get("id_number") else "-"
-        self.store.add_appeal(appeal_id, t.msg.sender, route, record["prompt_id"], masked, t.now)
-        self.store.record("appeal_finished", t.now, record["prompt_id"])
-        self._drop_collected(t.data)
+        t.writes.add_appeal(appeal_id, t.msg.sender, route, record["prompt_id"], masked, t.now)
+        t.writes.record("appeal_finished", t.now, record["prompt_id"])
+        self._drop_collected(t.writes, t.data)
         t.conv.state, t.conv.data = "idle", {}
         items = "、".join(m.label for m in r.materials)
         if route == "online":
@@ -773,8 +784,8 @@ class Dialog:
     async def _cmd_cancel(self, t: Turn) -> list[Outgoing]:
         active = t.conv.state != "idle" or t.data.get("slots")
         if t.data.get("slots") is not None:
-            self.store.record("appeal_abandoned", t.now, t.data.get("prompt_id"))
-        self._drop_collected(t.data)
+            t.writes.record("appeal_abandoned", t.now, t.data.get("prompt_id"))
+        self._drop_collected(t.writes, t.data)
         t.conv.state, t.conv.data = "idle", {}
         if not active:
             return [self._say(t, self.r("cancel_nothing"))]
@@ -793,7 +804,7 @@ class Dialog:
 
     async def _cmd_restart(self, t: Turn) -> list[Outgoing]:
         prompt_id = t.data.get("prompt_id")
-        self._drop_collected(t.data)
+        self._drop_collected(t.writes, t.data)
         t.conv.data = {"prompt_id": prompt_id} if prompt_id else {}
         if prompt_id and self.kb.group_of(prompt_id) and self.kb.group_of(prompt_id).appeal:
             return self._start_appeal(t)
@@ -853,18 +864,21 @@ class Dialog:
     async def _state_delete_confirm(self, t: Turn, text: str) -> list[Outgoing]:
         if _plain(text) in {"确认删除", "确认", "删除", "确定", "确定删除"} or (
                 t.reading.polarity is True and t.reading.chit_chat):
-            removed = self.delete_user_data(t.msg.sender)
+            removed = self.delete_user_data(t.msg.sender, t.writes, t.data)
             t.conv.state, t.conv.data = "idle", {}
             return [self._say(t, self.r("deleted", count=removed))]
         t.conv.state, t.data["awaiting"] = t.data.pop("before_delete", ["idle", None])
         return [self._say(t, self.r("not_deleted", question=self._pending_line(t)))]
 
-    def delete_user_data(self, sender: str) -> int:
-        for conv in self.store.conversations_of(sender):
-            self._drop_collected(conv.data)
+    def delete_user_data(self, sender: str, writes: Writes, data: dict | None = None) -> int:
+        """Everything of one user: conversations (in the turn's transaction), working files,
+        packages, and the leftovers of an interrupted package write."""
         shutil.rmtree(self.files_dir / self._user_key(sender), ignore_errors=True)
         removed = appeal_package.delete_appeals_of_user(self.settings, sender, self.vault)
-        self.store.delete_user(sender)
+        appeal_ids = {c.data.get("appeal_id") for c in self.store.conversations_of(sender)}
+        appeal_ids.add((data or {}).get("appeal_id"))
+        appeal_package.delete_temp_packages(self.settings, {a for a in appeal_ids if a})
+        writes.delete_user(sender)
         return removed
 
     # -- human help ------------------------------------------------------------------------
@@ -908,40 +922,40 @@ class Dialog:
                 return found
         return self.kb.items[slot].label if slot in self.kb.items else slot
 
-    def _drop_collected(self, data: dict) -> None:
-        """Delete the working copies of files collected in a conversation."""
+    def _drop_collected(self, writes: Writes, data: dict) -> None:
+        """Delete the working copies of files collected in a conversation (after the commit)."""
         for value in (data.get("slots") or {}).values():
             if isinstance(value, dict) and "file" in value:
-                self._delete_ref(value)
+                self._delete_ref(writes, value)
         pending = data.get("pending_file")
         if pending:
-            self._delete_ref(pending["ref"])
+            self._delete_ref(writes, pending["ref"])
 
     def _record_match(self, t: Turn, result: MatchResult) -> None:
         if result.tier == "confident":
-            self.store.record("match", t.now, result.id)
+            t.writes.record("match", t.now, result.id)
         elif result.tier == "suggest":
-            self.store.record("suggest", t.now, result.id)
+            t.writes.record("suggest", t.now, result.id)
         else:
-            self.store.record("none", t.now)
+            t.writes.record("none", t.now)
             text = redact(" ".join((t.msg.text or "").split()))[:120]
             if text and not v.find_id_numbers(text):
-                self.store.record_unmatched(text, t.now)
+                t.writes.record_unmatched(text, t.now)
 
     def _say(self, t: Turn, text: str, mention: bool = False, prompt_id: int | None = ...) -> Outgoing:
         return Outgoing(chat=t.msg.chat, to=t.msg.sender, text=text.strip(), mention=mention and t.msg.room,
                         prompt_id=t.data.get("prompt_id") if prompt_id is ... else prompt_id)
 
     # == timers =========================================================================
-    def on_idle(self, kb: KnowledgeBase, conv: Conversation, now: datetime) -> list[Outgoing]:
+    def on_idle(self, kb: KnowledgeBase, conv: Conversation, now: datetime, writes: Writes) -> list[Outgoing]:
         """Reminder after `reminder_minutes`, expiry (and deletion) after `expiry_hours`."""
         self.kb = kb
         idle = now - conv.last_activity
         if idle >= timedelta(hours=self.settings.expiry_hours):
             collecting = conv.data.get("slots") is not None
-            self._drop_collected(conv.data)
+            self._drop_collected(writes, conv.data)
             if collecting:
-                self.store.record("appeal_abandoned", now, conv.data.get("prompt_id"))
+                writes.record("appeal_abandoned", now, conv.data.get("prompt_id"))
             conv.state, conv.data = "idle", {}
             if not collecting or conv.chat != conv.sender:
                 return []

@@ -6,6 +6,7 @@ Validators never raise on bad user input.
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import warnings
@@ -111,7 +112,14 @@ _ID_CANDIDATE = re.compile(
 
 
 def find_id_numbers(text: str) -> list[str]:
-    """Substrings of `text` that are checksum-valid ID numbers (separators tolerated)."""
+    """Substrings of `text` that are checksum-valid ID numbers (separators tolerated).
+
+    Cached: the engine and the dialog ask about the same (length-capped) message."""
+    return list(_find_id_numbers(text or ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _find_id_numbers(text: str) -> tuple[str, ...]:
     found: list[str] = []
     taken_until = -1
     for m in _ID_CANDIDATE.finditer(text or ""):
@@ -121,7 +129,7 @@ def find_id_numbers(text: str) -> list[str]:
         if validate_id_number(candidate).ok:
             found.append(candidate)
             taken_until = start + len(candidate)
-    return found
+    return tuple(found)
 
 
 # ---------------------------------------------------------------- names

@@ -37,7 +37,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "appeal_start": ("question!",), "appeal_needs_prompt": (), "route_online": ("count", "items!"),
     "route_email": ("count", "items!"), "ask_error_prompt_known": ("prompt!",), "ask_military_docs": ("ask!",),
     "recorded": (), "recorded_id": ("masked!",), "updated": (), "needs_file": ("kind!",),
-    "id_number_in_wrong_item": ("item",), "error_prompt_invalid": (), "too_many_failures": (),
+    "id_number_in_wrong_item": ("item",), "mobile_in_wrong_item": ("item",), "file_not_received": ("question",), "error_prompt_invalid": (), "too_many_failures": (),
     "reask_item": ("item!",), "item_required": ("item", "expiry_hours"), "not_now_collecting": ("expiry_hours",),
     # files
     "file_received": ("kind", "note"), "screenshot_prompt_note": ("prompt!",), "file_which": ("kind", "options!"),

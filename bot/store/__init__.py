@@ -1,3 +1,3 @@
-from bot.store.sqlite import Conversation, Store
+from bot.store.sqlite import Conversation, KeyMismatch, Store, Writes
 
-__all__ = ["Store", "Conversation"]
+__all__ = ["Store", "Conversation", "Writes", "KeyMismatch"]

@@ -1,7 +1,14 @@
-"""SQLite state that survives restarts: conversations, processed message ids, appeals, stats.
+"""SQLite state that survives restarts: conversations, processed message ids, appeals, stats,
+and the outbox of replies to send.
 
-Conversation data (collected slots, which may hold an ID number) is stored encrypted with the
-vault; the other tables hold no personal data (masked identities, normalised unmatched texts).
+Conversation data (collected slots, which may hold an ID number) and outbox payloads are stored
+encrypted with the vault; the other tables hold no personal data (masked identities, normalised
+unmatched texts).
+
+One message is one transaction (`commit_turn`): the conversation, the processed id, the counters
+and the replies are committed together or not at all. Transports send from the outbox and mark
+each reply sent afterwards, so a crash either leaves nothing of a turn (the redelivered message is
+handled as new) or all of it (the redelivery is a duplicate and its replies are still unsent).
 """
 from __future__ import annotations
 
@@ -9,11 +16,13 @@ import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bot.appeals.crypto import Vault
+from bot.appeals.crypto import Vault, VaultError
+from bot.messages import Outgoing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -28,7 +37,17 @@ CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL, prompt_id INTEGER, at TEX
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
 CREATE TABLE IF NOT EXISTS unmatched (text TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, mode TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, reply_to TEXT, chat TEXT NOT NULL,
+    payload BLOB NOT NULL, created_at TEXT NOT NULL, sent_at TEXT);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
+KEY_CHECK = b"dayu-bot key check v1"
+
+
+class KeyMismatch(Exception):
+    """The data dir was written with another encryption key."""
 
 
 def _iso(dt: datetime) -> str:
@@ -37,6 +56,11 @@ def _iso(dt: datetime) -> str:
 
 def _parse(s: str) -> datetime:
     return datetime.fromisoformat(s)
+
+
+def _payload(r: Outgoing) -> dict:
+    return {"chat": r.chat, "to": r.to, "text": r.text, "mention": r.mention, "prompt_id": r.prompt_id,
+            "state": r.state, "awaiting": r.awaiting, "appeal_id": r.appeal_id}
 
 
 @dataclass
@@ -53,12 +77,47 @@ class Conversation:
         return (self.chat, self.sender)
 
 
+@dataclass
+class Writes:
+    """What one turn writes besides the conversation: collected by the dialog, committed by
+    `Store.commit_turn` in the turn's transaction. `after_commit` holds files to delete once the
+    state that no longer references them is committed (a crash before leaves them to the janitor)."""
+    events: list[tuple[str, datetime, int | None]] = field(default_factory=list)
+    unmatched: list[tuple[str, datetime]] = field(default_factory=list)
+    appeals: list[tuple] = field(default_factory=list)
+    deleted_users: list[str] = field(default_factory=list)
+    after_commit: list[Path] = field(default_factory=list)
+
+    def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
+        self.events.append((kind, at, prompt_id))
+
+    def record_unmatched(self, text: str, at: datetime) -> None:
+        self.unmatched.append((text, at))
+
+    def add_appeal(self, appeal_id: str, sender: str, route: str, prompt_id: int | None,
+                   masked_identity: str, at: datetime, status: str = "submitted") -> None:
+        self.appeals.append((appeal_id, sender, route, prompt_id, status, masked_identity, _iso(at)))
+
+    def delete_user(self, sender: str) -> None:
+        self.deleted_users.append(sender)
+
+    def delete_file_later(self, path: Path) -> None:
+        self.after_commit.append(path)
+
+    def run_after_commit(self) -> None:
+        for path in self.after_commit:
+            path.unlink(missing_ok=True)
+        self.after_commit.clear()
+
+
 class Store:
     def __init__(self, path: Path, vault: Vault):
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
         self._vault = vault
-        self._lock = threading.Lock()  # one connection shared by the loop and worker threads
+        # One connection shared by the loop and worker threads; re-entrant so that a transaction
+        # can call the helpers below. A transaction never awaits: it runs start to end under it.
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         os.chmod(path, 0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -68,6 +127,96 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def transaction(self):
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- one turn, one transaction ------------------------------------------------------
+    def commit_turn(self, conv: Conversation | None, message_id: str | None, at: datetime,
+                    writes: Writes, replies: list[Outgoing]) -> None:
+        """Commit a turn whole: conversation, processed id, counters, appeals, outbox rows.
+
+        Sets `outbox_id` on each reply. Raises (and commits nothing) on any error."""
+        blobs = [self._vault.encrypt(json.dumps(_payload(r), ensure_ascii=False).encode()) for r in replies]
+        with self.transaction():
+            for sender in writes.deleted_users:
+                self.delete_user(sender)
+            if conv is not None:
+                self.save(conv)
+            if message_id is not None:
+                self._db.execute("INSERT OR IGNORE INTO processed (message_id, at) VALUES (?, ?)",
+                                 (message_id, _iso(at)))
+            self._db.executemany("INSERT INTO events (kind, prompt_id, at) VALUES (?, ?, ?)",
+                                 [(k, p, _iso(t)) for k, t, p in writes.events])
+            for text, t in writes.unmatched:
+                self.record_unmatched(text, t)
+            self._db.executemany("INSERT OR REPLACE INTO appeals VALUES (?, ?, ?, ?, ?, ?, ?)", writes.appeals)
+            for r, blob in zip(replies, blobs):
+                cur = self._db.execute("INSERT INTO outbox (reply_to, chat, payload, created_at) VALUES (?, ?, ?, ?)",
+                                       (r.reply_to, r.chat, blob, _iso(at)))
+                r.outbox_id = cur.lastrowid
+
+    def unsent(self, limit: int = 500) -> list[Outgoing]:
+        """Committed replies not yet marked sent, oldest first."""
+        rows = self._query("SELECT id, reply_to, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                           (limit,))
+        out = []
+        for oid, reply_to, blob in rows:
+            p = json.loads(self._vault.decrypt(blob))
+            out.append(Outgoing(chat=p["chat"], to=p["to"], text=p["text"], mention=p.get("mention", False),
+                                prompt_id=p.get("prompt_id"), state=p.get("state"), awaiting=p.get("awaiting"),
+                                appeal_id=p.get("appeal_id"), reply_to=reply_to, outbox_id=oid))
+        return out
+
+    def mark_sent(self, outbox_ids: list[int], at: datetime | None = None) -> None:
+        at = at or datetime.now(timezone.utc)
+        with self._lock:
+            self._db.executemany("UPDATE outbox SET sent_at = ? WHERE id = ?",
+                                 [(_iso(at), i) for i in outbox_ids if i is not None])
+
+    def prune_outbox(self, before: datetime) -> None:
+        self._exec("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (_iso(before),))
+
+    # -- the encryption key ---------------------------------------------------------------
+    def check_key(self) -> None:
+        """Refuse a key that is not the one the data dir was written with (KeyMismatch)."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'key_check'")
+        if not rows:
+            self._exec("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)",
+                       (self._vault.encrypt(KEY_CHECK),))
+            return
+        try:
+            ok = self._vault.decrypt(rows[0][0]) == KEY_CHECK
+        except VaultError:
+            ok = False
+        if not ok:
+            raise KeyMismatch()
+
+    def file_references(self) -> tuple[set[str], set[str]]:
+        """Working files and appeal ids that some conversation still references (for the janitor)."""
+        files, appeal_ids = set(), set()
+        for chat, sender in self._query("SELECT chat, sender FROM conversations"):
+            try:
+                data = self.load(chat, sender).data
+            except VaultError:
+                continue
+            for value in (data.get("slots") or {}).values():
+                if isinstance(value, dict) and value.get("file"):
+                    files.add(value["file"])
+            pending = data.get("pending_file") or {}
+            if pending.get("ref", {}).get("file"):
+                files.add(pending["ref"]["file"])
+            if data.get("appeal_id"):
+                appeal_ids.add(data["appeal_id"])
+        return files, appeal_ids
 
     def _exec(self, sql: str, args=()) -> sqlite3.Cursor:
         with self._lock:
@@ -128,7 +277,7 @@ class Store:
     # -- appeals ----------------------------------------------------------------------
     def add_appeal(self, appeal_id: str, sender: str, route: str, prompt_id: int | None,
                    masked_identity: str, at: datetime, status: str = "submitted") -> None:
-        self._exec("INSERT INTO appeals VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._exec("INSERT OR REPLACE INTO appeals VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (appeal_id, sender, route, prompt_id, status, masked_identity, _iso(at)))
 
     def appeals(self, limit: int = 20) -> list[dict]:

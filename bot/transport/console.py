@@ -22,9 +22,12 @@ async def run_console(settings: Settings, user: str = "console-user") -> int:
     engine = await Engine.open(settings)
     engine.reload_on_sighup()
     print(BANNER.format(data_dir=settings.data_dir), flush=True)
+    async def show(r) -> None:
+        print(f"bot> {r.text}\n", flush=True)
+
     try:
-        for r in await engine.tick():
-            print(f"bot> {r.text}\n", flush=True)
+        await engine.tick()
+        await engine.deliver(show)  # replies committed before a crash or quit, then due reminders
         while True:
             try:
                 line = await asyncio.to_thread(input, "你> ")
@@ -47,8 +50,9 @@ async def run_console(settings: Settings, user: str = "console-user") -> int:
                 continue
             msg = Incoming(message_id=uuid.uuid4().hex, chat=user, sender=user,
                            text="" if attachment else line, at=datetime.now(timezone.utc), attachment=attachment)
-            for r in [*await engine.tick(), *await engine.handle(msg)]:
-                print(f"bot> {r.text}\n", flush=True)
+            await engine.tick()
+            await engine.handle(msg)
+            await engine.deliver(show)
     finally:
         await engine.close()
     return 0

@@ -92,6 +92,9 @@ def explode(out: Outgoing, max_len: int = MAX_TEXT_LEN) -> list[Outgoing]:
         parts.append(dataclasses.replace(out, text=piece, file=None, mention=out.mention and i == 0))
     if out.file is not None:
         parts.append(dataclasses.replace(out, text="", mention=False))
+    # Only the last part carries the durable outbox row: the reply counts as sent once all of
+    # it went out (a crash in between sends it whole again).
+    parts = [dataclasses.replace(p, outbox_id=None) for p in parts[:-1]] + parts[-1:]
     return parts
 
 

@@ -59,7 +59,13 @@ def parse_event(obj: dict, base_dir: Path, clock: datetime | None) -> Incoming |
 
 def reply_json(r: Outgoing) -> str:
     return json.dumps({"chat": r.chat, "to": r.to, "text": r.text, "prompt_id": r.prompt_id, "state": r.state,
-                       "awaiting": r.awaiting, "appeal_id": r.appeal_id}, ensure_ascii=False)
+                       "awaiting": r.awaiting, "appeal_id": r.appeal_id, "reply_to": r.reply_to},
+                      ensure_ascii=False)
+
+
+async def _print(r: Outgoing) -> None:
+    sys.stdout.write(reply_json(r) + "\n")
+    sys.stdout.flush()
 
 
 async def run_replay(settings: Settings, script: str) -> int:
@@ -80,6 +86,7 @@ async def run_replay(settings: Settings, script: str) -> int:
     errors = 0
     lineno = 0
     try:
+        await engine.deliver(_print)  # what a crash left committed and unsent goes out first
         while True:
             line = next(source, None) if source is not None else await asyncio.to_thread(sys.stdin.readline)
             if line is None or (source is None and line == ""):
@@ -95,14 +102,13 @@ async def run_replay(settings: Settings, script: str) -> int:
                 continue
             if isinstance(event, datetime):
                 clock = event
-                replies = await engine.tick(clock)
+                await engine.tick(clock)
             else:
                 if event.at is not None:
                     clock = event.at
-                replies = await engine.handle(event)
-            for r in replies:
-                sys.stdout.write(reply_json(r) + "\n")
-            sys.stdout.flush()
+                await engine.handle(event)
+            # Replies are printed from the durable outbox, then marked sent.
+            await engine.deliver(_print)
     finally:
         await engine.close()
     return 1 if errors else 0

@@ -244,6 +244,7 @@ class WechatTransport:
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._self_name = ""
         self._inflight = 0  # message handlers running
+        self._queued: set[int] = set()  # durable outbox rows queued in memory, not yet sent
 
     # -- lifecycle --------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -251,6 +252,7 @@ class WechatTransport:
 
     async def run(self) -> int:
         self._wx = _load_wechaty(Path(self.settings.data_dir) / "wechaty-cache")
+        self._requeue_unsent()  # replies committed before a crash or stop, not yet sent
         ticker = asyncio.create_task(self._tick_loop(), name="wechat-tick")
         try:
             code = await self._supervise()
@@ -514,7 +516,7 @@ class WechatTransport:
                 with contextlib.suppress(OSError):
                     attachment.path.unlink(missing_ok=True)
         for reply in replies or []:
-            self.outbox.put(reply)
+            self._put(reply)
         if replies:
             log.info("out %s: %d replies", mid, len(replies))
 
@@ -558,7 +560,8 @@ class WechatTransport:
                 continue
             if replies:
                 log.info("tick: %d messages", len(replies))
-                self.outbox.put_all(list(replies))
+                for reply in replies:
+                    self._put(reply)
 
     # -- attachments ------------------------------------------------------------------------
     async def _download(self, client, msg, kind: str) -> Path:
@@ -616,6 +619,29 @@ class WechatTransport:
                     yield value
 
     # -- sending ----------------------------------------------------------------------------
+    def _put(self, reply: Outgoing) -> None:
+        if reply.outbox_id is not None:
+            if reply.outbox_id in self._queued:
+                return
+            self._queued.add(reply.outbox_id)
+        self.outbox.put(reply)
+
+    def _requeue_unsent(self) -> None:
+        unsent = getattr(self.engine, "unsent", None)
+        if unsent is None:
+            return
+        replies = unsent()
+        if replies:
+            log.info("re-queueing %d replies committed but not sent", len(replies))
+        for reply in replies:
+            self._put(reply)
+
+    def _sent(self, out: Outgoing) -> None:
+        """Mark the durable row sent, right after the gateway took it (at-least-once point)."""
+        if out.outbox_id is not None and hasattr(self.engine, "mark_sent"):
+            self.engine.mark_sent([out])
+            self._queued.discard(out.outbox_id)
+
     def _is_room(self, chat: str) -> bool:
         return chat in self._rooms or chat.endswith("@chatroom")
 
@@ -634,6 +660,7 @@ class WechatTransport:
             box = wx.FileBox.from_base64(base64.b64encode(data), name=Path(out.file).name)
             await asyncio.wait_for(puppet.message_send_file(conversation_id=out.chat, file=box), 120)
             log.info("sent file to %s (%d bytes)", "room" if self._is_room(out.chat) else "dm", len(data))
+            self._sent(out)
             return
         text, mention_ids = out.text, None
         if out.mention and out.to and self._is_room(out.chat):
@@ -644,6 +671,7 @@ class WechatTransport:
                                                         mention_ids=mention_ids), 30)
         log.info("sent text to %s (len=%d mention=%s)", "room" if self._is_room(out.chat) else "dm",
                  len(text), bool(mention_ids))
+        self._sent(out)
 
     async def _member_name(self, client, room_id: str, contact_id: str) -> str:
         contact = client.Contact.load(contact_id)
