@@ -81,17 +81,21 @@ def latency(match, texts, runs):
 
 
 def accuracy(match, rows):
+    """(top-1 accuracy at confident-or-suggest, negatives at confident, negatives,
+    positives answered confident with a wrong prompt)."""
     pos = [r for r in rows if r["expect"]]
     neg = [r for r in rows if not r["expect"]]
-    ok = sum(1 for r in pos if (res := match(r["text"]))[1] != "none" and res[0] in r["expect"])
+    answers = [(r, match(r["text"])) for r in pos]
+    ok = sum(1 for r, res in answers if res[1] != "none" and res[0] in r["expect"])
+    wrong_conf = sum(1 for r, res in answers if res[1] == "confident" and res[0] not in r["expect"])
     neg_conf = sum(1 for r in neg if match(r["text"])[1] == "confident")
-    return ok / len(pos), neg_conf, len(neg)
+    return ok / len(pos), neg_conf, len(neg), wrong_conf
 
 
-def cold_start(runs: int) -> float:
+def cold_start(runs: int, knowledge: Path) -> float:
     code = ("import sys; sys.path.insert(0, %r)\n"
             "from bot.kb import load_knowledge\nfrom bot.matching import Matcher\n"
-            "Matcher(load_knowledge(%r)).match('人脸与公安网照片不一致')\n") % (str(ROOT), str(ROOT / "knowledge"))
+            "Matcher(load_knowledge(%r)).match('人脸与公安网照片不一致')\n") % (str(ROOT), str(knowledge))
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -104,17 +108,18 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size", type=int, default=5000)
+    ap.add_argument("--knowledge", type=Path, default=ROOT / "knowledge", help="knowledge dir (default: this repo's)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     sets = {name: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
             for name, path in (("dev", DEV), ("holdout", HOLDOUT), ("unseen", UNSEEN)) if path.exists()}
     texts = [r["text"] for rows in sets.values() for r in rows]
-    kb = load_knowledge(ROOT / "knowledge")
+    kb = load_knowledge(args.knowledge)
     print(f"python {sys.version.split()[0]}, one core, {len(texts)} messages x {args.runs} runs")
-    print(f"cold start (new process: import + load + jieba init + first match): {cold_start(3):.2f} s")
+    print(f"cold start (new process: import + load + jieba init + first match): {cold_start(3, args.knowledge):.2f} s")
     header = f"{'knowledge base':<18}{'matcher':<10}{'build s':>8}{'p50 ms':>9}{'p99 ms':>9}"
-    header += "".join(f"{name + ' top-1':>14}{'neg conf':>10}" for name in sets)
+    header += "".join(f"{name + ' top-1':>14}{'neg conf':>10}{'pos wrong conf':>16}" for name in sets)
     print(header)
     for label, base in (("real (18)", kb), (f"generated ({args.size})", generated_kb(kb, args.size))):
         start = time.perf_counter()
@@ -130,9 +135,24 @@ def main() -> int:
             p50, p99 = latency(match, texts, args.runs)
             row = f"{label:<18}{name:<10}{build:>8.2f}{p50:>9.3f}{p99:>9.3f}"
             for rows in sets.values():
-                acc, neg_conf, n_neg = accuracy(match, rows)
-                row += f"{acc:>14.1%}{f'{neg_conf}/{n_neg}':>10}"
+                acc, neg_conf, n_neg, wrong_conf = accuracy(match, rows)
+                row += f"{acc:>14.1%}{f'{neg_conf}/{n_neg}':>10}{wrong_conf:>16}"
             print(row, flush=True)
+        if base is kb:
+            details = ours
+    print("\nreal knowledge base, ours: per set")
+    print(f"{'set':<10}{'positives':>10}{'correct':>9}{'confident':>10}{'wrong conf':>11}"
+          f"{'negatives':>10}{'neg conf':>9}{'neg suggest':>12}{'neg vague':>10}")
+    for name, rows in sets.items():
+        pos = [details.match(r["text"]) for r in rows if r["expect"]]
+        expects = [r["expect"] for r in rows if r["expect"]]
+        neg = [details.match(r["text"]) for r in rows if not r["expect"]]
+        correct = sum(1 for m, e in zip(pos, expects) if m.tier != "none" and m.id in e)
+        confident = sum(1 for m, e in zip(pos, expects) if m.tier == "confident" and m.id in e)
+        wrong = sum(1 for m, e in zip(pos, expects) if m.tier == "confident" and m.id not in e)
+        print(f"{name:<10}{len(pos):>10}{correct:>9}{confident:>10}{wrong:>11}{len(neg):>10}"
+              f"{sum(m.tier == 'confident' for m in neg):>9}{sum(m.tier == 'suggest' for m in neg):>12}"
+              f"{sum(m.vague for m in neg):>10}")
     return 0
 
 

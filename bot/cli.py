@@ -74,7 +74,7 @@ def _cmd_match(settings, args) -> int:
             if not isinstance(text, str):
                 print(f"line {lineno}: expected a JSON object with a string \"text\"", file=sys.stderr)
                 out.write(json.dumps({"text": None, "id": None, "group": None, "tier": "none",
-                                      "score": 0.0, "alternatives": [], "error": "bad input line"},
+                                      "score": 0.0, "alternatives": [], "vague": False, "error": "bad input line"},
                                      ensure_ascii=False) + "\n")
                 continue
         else:

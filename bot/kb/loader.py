@@ -82,6 +82,7 @@ class Prompt:
     wildcard: str | None = None
     phrasings: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # the message must contain one of these to be matched to it
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class KnowledgeBase:
         out = {}
         for p in self.prompts:
             g = self.groups[p.group]
-            out[p.id] = (p.text, p.group, p.phrasings, p.keywords, g.remedy, g.appeal, g.notes)
+            out[p.id] = (p.text, p.group, p.phrasings, p.keywords, g.remedy, g.appeal, g.notes, p.requires)
         return out
 
 
@@ -176,6 +177,13 @@ def _read_file(path: Path) -> tuple[dict, yaml.Node]:
         where = "/".join(map(str, err.absolute_path)) or "top level"
         raise KnowledgeError(path, _line_of(root, err.absolute_path), f"{where}: {err.message}")
     return data, root
+
+
+def _requires_met(words, text: str) -> bool:
+    """A prompt must satisfy its own `requires` list, or it could never match its own text."""
+    from bot.matching.normalize import clean  # here: bot.matching imports bot.kb
+
+    return any(clean(w) and clean(w) in clean(text) for w in words)
 
 
 def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
@@ -243,9 +251,12 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
             line = _line_of(root, ["prompts", i])
             if p.get("wildcard") and p["wildcard"] not in p["text"]:
                 raise KnowledgeError(path, line, f"prompt {p['id']}: wildcard {p['wildcard']!r} is not in its text")
+            if p.get("requires") and not _requires_met(p["requires"], p["text"]):
+                raise KnowledgeError(path, line, f"prompt {p['id']}: none of its `requires` words is in its text")
             prompts.append((Prompt(
                 id=p["id"], group=p["group"], text=p["text"].strip(), wildcard=p.get("wildcard"),
-                phrasings=tuple(p.get("phrasings", ())), keywords=tuple(p.get("keywords", ()))), path, line))
+                phrasings=tuple(p.get("phrasings", ())), keywords=tuple(p.get("keywords", ())),
+                requires=tuple(p.get("requires", ()))), path, line))
 
     seen: dict[int, tuple[Path, int]] = {}
     for p, path, line in prompts:

@@ -134,6 +134,9 @@ KB_SCHEMA = {
                     "wildcard": _text,
                     "phrasings": _words,
                     "keywords": _words,
+                    # words of which the message must contain one for this prompt to be proposed
+                    # at all (for prompts whose false positive is harmful)
+                    "requires": {**_words, "minItems": 1},
                 },
             },
         },

@@ -7,7 +7,13 @@ Pipeline (after Baidu AnyQ's analysis -> retrieval -> matching -> ranking):
    text, each clause of it, our phrasings) — robust to OCR and typing typos, and to chatter;
 3. token evidence: jieba tokens weighted by how specific they are to one prompt (IDF over the
    prompts), against each prompt's vocabulary — for paraphrases;
-4. rank, and decide a tier: `confident` / `suggest` / `none`.
+4. information: a word that is generic in this domain (made only of context, failure and function
+   words: 认证, 实名, 失败, 提示 …) carries little of its IDF. A variant (clause, phrasing) counts
+   in proportion to the information its words carry ("失败提示" says almost nothing), and a prompt
+   is a candidate at all only when the message shares enough informative words with it, or quotes
+   an informative variant of it, and contains one of its `requires` words if it has any;
+5. rank the candidates, and decide a tier: `confident` / `suggest` / `none`; a failure report
+   that matches nothing is `vague` (the dialog asks what the page said).
 
 The matcher is a pure function of (knowledge base, text); everything derived from the base is
 built once in `Matcher.__init__` so a reload builds a new Matcher and swaps it in.
@@ -34,6 +40,16 @@ CLEAR_TEXT_MATCH = 0.9  # character fit at which the message plainly quotes a pr
 SOUND_ALIKE_WEIGHT = 0.9  # a match by pinyin (homophone typos) is a little weaker than by characters
 MAX_ALTERNATIVES = 3
 MIN_CLAUSE_CHARS = 4
+# Information of a word = its IDF above that of a word every prompt has, log(1 + n/df) - log 2.
+# A word made only of domain-generic words (context, failure, function words) keeps this share.
+GENERIC_WEIGHT = 0.3
+# Information a message must share with a prompt (in words of its vocabulary or its keywords) for
+# the prompt to be a candidate: that of one informative word a quarter of the prompts use
+# (log(1 + 4) - log 2); generic words alone rarely get there.
+EVIDENCE_MIN = math.log(2.5)
+# A variant carrying the information of a word a ninth of the prompts use (log(1 + 9) - log 2)
+# counts in full; one carrying less, in proportion (square root): "失败提示" weighs about 0.5.
+INFO_FULL = math.log(5)
 # Retrieval: with more prompts than this, only the RETRIEVE_TOP entries sharing the most specific
 # character bigrams with the message are scored in full (AnyQ's retrieval -> matching split).
 FULL_SCAN_LIMIT = 64
@@ -43,7 +59,12 @@ RETRIEVE_TOP = 24
 _STOPWORDS = frozenset("""
 的 了 是 我 你 他 她 它 吗 啊 呀 吧 呢 嘛 哦 哈 么 在 和 与 跟 及 或 就 都 也 还 又 要 让 叫 说 请 把 被 给 这 那 个 一 一直 总是 老是 为啥
 为什么 怎么 怎么办 咋 咋办 啥 什么 如何 提示 显示 出现 一下 一个 时候 之后 以后 然后 但是 可是 明明 到底 已经 进行 按 上 下 里 中 后 前 时
+您 您的 我的 还是 因为 所以 自己 是不是 直接 有 没有 能 会 可 可以 得 去 来 着 再 才 点 下来 出来 起来 回事 情况 问题
 """.split())
+
+# Negations that report no failure: A-not-A questions (是不是, 会不会, 有没有) and a few set phrases.
+_NOT_A_FAILURE = re.compile(r"(.)[不没]\1|不想|不知道|不用|不要紧|不错|不好意思|不客气")
+
 
 def _bigrams(text: str) -> set[str]:
     return {text[i:i + 2] for i in range(len(text) - 1)} or ({text} if text else set())
@@ -60,10 +81,13 @@ class MatchResult:
     tier: str  # confident | suggest | none
     score: float
     alternatives: list[dict] = field(default_factory=list)
+    # A verification-failure report (context word + failure word, nothing off-topic) that names
+    # nothing specific enough to match (tier none). The dialog asks what the page said.
+    vague: bool = False
 
     def as_json(self) -> dict:
         return {"text": self.text, "id": self.id, "group": self.group, "tier": self.tier,
-                "score": round(self.score, 4), "alternatives": self.alternatives}
+                "score": round(self.score, 4), "alternatives": self.alternatives, "vague": self.vague}
 
 
 @dataclass
@@ -72,9 +96,14 @@ class _Variant:
     tokens: frozenset[str]
     distinct: float  # 1 = only this prompt says it, 0 = another prompt says the same
     sound: str = ""  # phonetic(text)
+    chars: frozenset = frozenset()  # its characters, and those of its sound (a cheap bound on fits)
+    sound_chars: frozenset = frozenset()
+    info: float = 0.0  # information of its words
+    weight: float = 1.0  # how much it tells: sqrt(info / INFO_FULL), at most 1
 
     def __post_init__(self):
         self.sound = phonetic(self.text)
+        self.chars, self.sound_chars = frozenset(self.text), frozenset(self.sound)
 
 
 @dataclass
@@ -85,7 +114,9 @@ class _Entry:
     vocabulary: frozenset[str]
     keywords: frozenset[str]
     wildcard: re.Pattern | None
+    requires: tuple[tuple[str, str], ...] = ()  # (word, its sound): the message must contain one
     reports_failure: bool = True  # its own text says something failed (most do; 3 and 16 don't)
+    keyword_info: dict[str, float] = field(default_factory=dict)  # keywords: never discounted as generic
 
 
 _jieba_lock = threading.Lock()
@@ -117,10 +148,14 @@ class Matcher:
         self._context = frozenset(self._norm(w) for w in kb.context_words)
         self._off_topic = [self._norm(w) for w in kb.off_topic_words]
         self._failure = [self._norm(w) for w in kb.failure_words]
+        self._domain_words = tuple(dict.fromkeys(w for w in (*self._context, *self._failure) if len(w) > 1))
         self._entries = [self._build_entry(p) for p in kb.prompts]
+        self._generic_parts = frozenset((*_STOPWORDS, *self._common_domain_words()))
+        self._generic_cache: dict[str, bool] = {}
         for e in self._entries:
             e.reports_failure = any(w in e.variants[0].text for w in self._failure)
         self._idf = self._build_idf()
+        self._weigh_information()
         self._bigrams, self._bigram_idf = self._build_bigram_index()
         self._mark_distinct_variants()
 
@@ -129,8 +164,11 @@ class Matcher:
         return self._rewrite(clean(text))
 
     def _tokens(self, text_norm: str) -> frozenset[str]:
-        return frozenset(t for t in jieba.lcut(text_norm, HMM=False)
-                         if len(t) > 1 and t not in _STOPWORDS)
+        words = {t for t in jieba.lcut(text_norm, HMM=False) if len(t) > 1 and t not in _STOPWORDS}
+        # Domain words count wherever they are, inside a compound (未知客户端 -> 客户端) or across
+        # jieba's boundaries (公安网上 -> 公安 网上 -> 公安网).
+        words.update(w for w in self._domain_words if w in text_norm)
+        return frozenset(words)
 
     def _build_entry(self, p) -> _Entry:
         raw = p.text
@@ -153,7 +191,44 @@ class Matcher:
         keywords = frozenset(self._norm(k) for k in p.keywords if self._norm(k))
         vocabulary = frozenset().union(*(v.tokens for v in variants),
                                        *(self._tokens(k) for k in keywords), keywords)
-        return _Entry(p.id, p.group, variants, vocabulary, keywords, wildcard)
+        requires = tuple((w, phonetic(w)) for w in dict.fromkeys(self._norm(r) for r in p.requires) if w)
+        return _Entry(p.id, p.group, variants, vocabulary, keywords, wildcard, requires)
+
+    def _common_domain_words(self) -> list[str]:
+        """Context and failure words that say little here: several prompts use them (认证, 实名,
+        失败, 不), or none does. One only a single prompt uses (闪退, 空白, 入驻) is its symptom."""
+        users: dict[str, int] = {}
+        for e in self._entries:
+            texts = [v.text for v in e.variants]
+            for w in {*self._context, *self._failure}:
+                if w and any(w in t for t in texts):
+                    users[w] = users.get(w, 0) + 1
+        return [w for w in (*self._context, *self._failure) if w and users.get(w, 0) != 1]
+
+    def _generic(self, word: str) -> bool:
+        """True when `word` is made only of context, failure and function words (认证失败, 没有)."""
+        hit = self._generic_cache.get(word)
+        if hit is None:
+            parts, n = self._generic_parts, len(word)
+            ok = [True] + [False] * n  # ok[i]: word[:i] splits into generic parts
+            for i in range(1, n + 1):
+                ok[i] = any(ok[j] and word[j:i] in parts for j in range(max(0, i - 8), i))
+            hit = self._generic_cache[word] = ok[n]
+        return hit
+
+    def _information(self, word: str) -> float:
+        idf = self._idf.get(word)
+        if idf is None:
+            return 0.0
+        return max(0.0, idf - math.log(2)) * (GENERIC_WEIGHT if self._generic(word) else 1.0)
+
+    def _weigh_information(self) -> None:
+        self._info = {t: self._information(t) for t in self._idf}
+        for e in self._entries:
+            e.keyword_info = {k: max(0.0, self._idf[k] - math.log(2)) for k in e.keywords}
+            for v in e.variants:
+                v.info = self._shared_information(v.tokens, {})
+                v.weight = math.sqrt(min(1.0, v.info / INFO_FULL))
 
     def _build_idf(self) -> dict[str, float]:
         n = len(self._entries)
@@ -197,41 +272,101 @@ class Matcher:
 
     # -- matching -------------------------------------------------------------------------
     @staticmethod
-    def _fit(variant: str, msg: str) -> float:
-        """How well a variant's characters appear in the message (0..1)."""
+    def _fit(variant: str, msg: str, cutoff: float = 0.0) -> float:
+        """How well a variant's characters appear in the message (0..1); 0 if below `cutoff`."""
         if len(msg) >= len(variant):
-            return fuzz.partial_ratio(variant, msg) / 100
+            return fuzz.partial_ratio(variant, msg, score_cutoff=cutoff * 100) / 100
         # The message is shorter: a fragment covers only part of the variant.
-        return fuzz.partial_ratio(msg, variant) / 100 * math.sqrt(len(msg) / len(variant))
+        scale = math.sqrt(len(msg) / len(variant))
+        if cutoff > scale:
+            return 0.0
+        return fuzz.partial_ratio(msg, variant, score_cutoff=cutoff / scale * 100) / 100 * scale
+
+    def _quotes(self, e: _Entry, m: str, m_sound: str) -> bool:
+        """Does the message clearly quote an informative variant (weighted fit >= CLEAR_TEXT_MATCH)?
+
+        Before aligning, a cheap bound from the characters the two share: an alignment of the
+        shorter string (n long) misses at least its d distinct absent characters, so the fit is at
+        most 2(n-d)/(2n-d) (times the short-message scale)."""
+        chars, sound_chars, size = frozenset(m), frozenset(m_sound), len(m)
+        for v in e.variants:
+            if v.weight < CLEAR_TEXT_MATCH:
+                continue
+            need = CLEAR_TEXT_MATCH / v.weight
+            if size >= len(v.text):
+                n, d, sd, scale = len(v.text), len(v.chars - chars), len(v.sound_chars - sound_chars), 1.0
+            else:
+                n, d, sd = size, len(chars - v.chars), len(sound_chars - v.sound_chars)
+                scale = math.sqrt(size / len(v.text))
+            if 2 * (n - d) / (2 * n - d) * scale >= need and self._fit(v.text, m, need):
+                return True
+            need /= SOUND_ALIKE_WEIGHT
+            if need <= 1.0 and 2 * (n - sd) / (2 * n - sd) * scale >= need and self._fit(v.sound, m_sound, need):
+                return True
+        return False
 
     def _score_entry(self, e: _Entry, msg: str, msg_sound: str, tokens: frozenset[str],
-                     domain_weight: float) -> tuple[float, float]:
-        """(plain character fit of the best variant, combined score, token evidence)."""
+                     domain_weight: float) -> tuple[float, float, float, float] | None:
+        """(character fit of the best variant, combined score, token evidence, shared information),
+        or None when the prompt is no candidate: the message shares too little information with it
+        and quotes none of its informative variants.
+
+        Character fits count in proportion to what the variant tells (its weight): a message that
+        contains the clause "失败提示" has not said much about prompt 14."""
         m = msg
         if e.wildcard is not None:
             m = e.wildcard.sub(lambda mo: mo.group(0)[:4] + mo.group(0)[-4:], m)
             msg_sound = phonetic(m)
+        hit_keywords = {k for k in e.keywords if k in m}
+        matched = tokens & e.vocabulary
+        shared = self._shared_information(matched | hit_keywords, e.keyword_info)
+        if shared < EVIDENCE_MIN and not self._quotes(e, m, msg_sound):
+            return None
         char = fit = 0.0
         for v in e.variants:
             f = self._fit(v.text, m)
             if f < 1.0:
                 f = max(f, SOUND_ALIKE_WEIGHT * self._fit(v.sound, msg_sound))
+            f *= v.weight
             fit = max(fit, f)
             char = max(char, f * (0.55 + 0.45 * v.distinct))
-        matched = tokens & e.vocabulary
+        info = self._info
         if not matched:
-            return fit, char, 0.0
+            return fit, char, 0.0, shared
         idf = self._idf
         got = sum(idf[t] for t in matched)
-        # Recall against the variant it best covers, precision against the message's domain words.
+        # Recall (by IDF) against the variant it best covers; precision against the information of
+        # the message's domain words: generic words (认证, 失败 …) neither explain nor dilute much.
         recall = max((sum(idf[t] for t in v.tokens & matched) / sum(idf[t] for t in v.tokens)
                       for v in e.variants if v.tokens), default=0.0)
         keyword_recall = min(1.0, got / max(1e-9, min(sum(idf[t] for t in e.vocabulary), 2 * math.log(2))))
-        precision = got / domain_weight if domain_weight else 0.0
+        explained = sum(info[t] for t in matched)
+        precision = min(1.0, explained / domain_weight) if domain_weight else 0.0
         token = precision * (0.6 * recall + 0.4 * keyword_recall)
-        if e.keywords & (matched | {k for k in e.keywords if k in m}):
+        if e.keywords & (matched | hit_keywords):
             token = min(1.0, token + 0.1)
-        return fit, max(char, 0.5 * char + 0.5 * token), token
+        return fit, max(char, 0.5 * char + 0.5 * token), token, shared
+
+    def _shared_information(self, words: set[str], keyword_info: dict[str, float]) -> float:
+        """Information of a set of words (those a message shares with a prompt, or a variant's):
+        the prompt's own keywords are informative by declaration (验证失败), and a word inside
+        another of the words (实名 in 实名认证, 违规 in 违规管理规则) adds nothing new."""
+        info = self._info
+        return sum(keyword_info.get(w) or info.get(w, 0.0) for w in words
+                   if not any(w != u and w in u for u in words))
+
+    @staticmethod
+    def _has_required(e: _Entry, msg: str, msg_sound: str) -> bool:
+        return not e.requires or any(w in msg or s in msg_sound for w, s in e.requires)
+
+    def _report_shape(self, msg: str) -> bool:
+        """Reads like a verification-failure report: a context word, a failure word, nothing off-topic."""
+        return (any(c in msg for c in self._context) and self._says_failure(msg)
+                and not any(w in msg for w in self._off_topic))
+
+    def _says_failure(self, msg: str) -> bool:
+        msg = _NOT_A_FAILURE.sub("", msg)
+        return any(w in msg for w in self._failure)
 
     def match(self, text: str) -> MatchResult:
         msg = self._norm(text)
@@ -239,30 +374,39 @@ class Matcher:
             return MatchResult(text, None, None, "none", 0.0)
         tokens = self._tokens(msg)
         msg_sound = phonetic(msg)
-        domain_weight = sum(self._idf.get(t, 0.0) for t in tokens)
+        domain_weight = sum(self._info.get(t, 0.0) for t in tokens)
         scored = []
         for e in (self._entries[i] for i in self._candidates(msg)):
-            char, total, token = self._score_entry(e, msg, msg_sound, tokens, domain_weight)
-            scored.append((total, token, char, e))
+            if not self._has_required(e, msg, msg_sound):
+                continue
+            # A candidate only with evidence of its own: informative words in common, or a clear quote.
+            evidence = self._score_entry(e, msg, msg_sound, tokens, domain_weight)
+            if evidence is not None:
+                char, total, token, shared = evidence
+                scored.append((total, token, char, e, shared))
         if not scored:
-            return MatchResult(text, None, None, "none", 0.0)
+            return MatchResult(text, None, None, "none", 0.0, vague=self._report_shape(msg))
         scored.sort(key=lambda s: (s[0], s[1]), reverse=True)  # ties go to the better token evidence
-        top_score, _, top_char, top = scored[0]
+        top_score, _, top_char, top, top_shared = scored[0]
         second = scored[1][0] if len(scored) > 1 else 0.0
         tier = 0  # 0 none, 1 suggest, 2 confident
         if top_score >= SUGGEST_SCORE:
             tier = 2 if top_score >= CONFIDENT_SCORE and top_score - second >= CONFIDENT_MARGIN else 1
+            # Another prompt accounts for clearly more of what the message says: not sure enough.
+            if max(s[4] for s in scored) > top_shared + EVIDENCE_MIN:
+                tier = min(tier, 1)
             if top_char < CLEAR_TEXT_MATCH:
                 # Paraphrase territory: demand the shape of a verification failure report.
                 if not any(c in msg for c in self._context):
                     tier = min(tier, 1)
-                if top.reports_failure and not any(w in msg for w in self._failure):
+                if top.reports_failure and not self._says_failure(msg):
                     tier -= 1
                 if any(w in msg for w in self._off_topic):
                     tier -= 1
         tier = ("none", "suggest", "confident")[max(tier, 0)]
-        alternatives = [{"id": e.id, "score": round(s, 4)} for s, _, _, e in scored[1:MAX_ALTERNATIVES + 1]
+        alternatives = [{"id": e.id, "score": round(s, 4)} for s, _, _, e, _ in scored[1:MAX_ALTERNATIVES + 1]
                         if s >= SUGGEST_SCORE * 0.8]
         if tier == "none":
-            return MatchResult(text, None, None, "none", round(top_score, 4), alternatives)
+            return MatchResult(text, None, None, "none", round(top_score, 4), alternatives,
+                               vague=self._report_shape(msg))
         return MatchResult(text, top.id, top.group, tier, round(top_score, 4), alternatives)
