@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,8 +43,16 @@ def _parser() -> argparse.ArgumentParser:
 
     ap_ = sub.add_parser("appeals", help="appeal packages")
     a_sub = ap_.add_subparsers(dest="appeals_command", required=True)
-    p = a_sub.add_parser("list", help="list appeal packages (identity masked)")
+    p = a_sub.add_parser("list", help="list appeal packages with their status (identity masked)")
     _add_common(p)
+    p.add_argument("--status", help="only appeals with this status (ready, queued, sent, failed, reviewing, ...)")
+    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    p = a_sub.add_parser("status", help="set an operator status; the creator is told in their DM")
+    _add_common(p)
+    p.add_argument("appeal_id")
+    p.add_argument("status", choices=["reviewing", "resolved", "rejected", "need_more"])
+    p.add_argument("--note", help="shown to the creator and kept in the history")
+    p.add_argument("--by", default=os.environ.get("USER", "operator"), help="who (kept in the history)")
     p = a_sub.add_parser("export", help="write a decrypted copy of a package")
     _add_common(p)
     p.add_argument("appeal_id")

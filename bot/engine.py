@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from bot.admin.commands import AdminCommands
+from bot.appeals.sender import AppealSender
+from bot.appeals.status import change_status
 from bot.appeals.crypto import Vault, load_or_create_key, secure_dir
 from bot.dialog.flow import Dialog, awaiting_of
 from bot.dialog.validators import find_id_numbers
@@ -66,6 +68,7 @@ class Engine:
         self._locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._reload_lock = asyncio.Lock()
         self._last_janitor: datetime | None = None
+        self.sender = AppealSender(self)
 
     @classmethod
     async def open(cls, settings: Settings) -> "Engine":
@@ -193,12 +196,41 @@ class Engine:
                 self.store.commit_turn(conv, None, now, writes, replies)
                 writes.run_after_commit()
                 out += replies
+        out += await self.sender.work(now)  # due appeal emails (queued at 确认, or retries)
         self.store.prune_processed(now - PROCESSED_IDS_KEPT)
         self.store.prune_outbox(now - PROCESSED_IDS_KEPT)
         if self._last_janitor is None or now - self._last_janitor >= JANITOR_EVERY:
             self.janitor()
+            self.expire_packages(now)
             self._last_janitor = now
         return out
+
+    async def drain_sends(self, now: datetime | None = None, rounds: int = 3) -> list[Outgoing]:
+        """Attempt what is due in the send queue now (a few rounds, no waiting): replay's exit."""
+        out: list[Outgoing] = []
+        for _ in range(rounds):
+            if not self.store.due_sends(now or datetime.now(timezone.utc)):
+                break
+            out += await self.sender.work(now or datetime.now(timezone.utc))
+        return out
+
+    def expire_packages(self, now: datetime) -> int:
+        """Delete packages `appeal_retention_days` after their appeal was resolved or rejected."""
+        from bot.appeals.package import delete_package
+
+        ids = self.store.appeals_to_expire(now - timedelta(days=self.settings.appeal_retention_days))
+        for appeal_id in ids:
+            delete_package(self.settings, appeal_id)
+            self.store.mark_package_deleted(appeal_id, now)
+        if ids:
+            log.info("retention: deleted %d appeal packages", len(ids))
+        return len(ids)
+
+    def change_appeal_status(self, appeal_id: str, status: str, by: str, note: str | None = None,
+                             now: datetime | None = None) -> dict:
+        """An operator's status (reviewing, resolved, rejected, need_more): recorded with who, when
+        and the note, and the creator told in their DM through the outbox."""
+        return change_status(self.settings, self.store, self.snapshot.kb, appeal_id, status, by, note, now)
 
     # -- delivery ----------------------------------------------------------------------------
     def unsent(self) -> list[Outgoing]:

@@ -45,6 +45,17 @@ class Settings:
     friend_keywords: list[str] = field(default_factory=lambda: ["认证", "申诉", "实名"])
     send_min_gap_seconds: float = 1.0
     send_per_minute: int = 40
+    # Sending the email route's package (aiosmtplib); unset smtp_host = the operator submits it
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls | ssl | none
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_password_file: str = ""
+    smtp_from: str = ""
+    smtp_max_mb: float = 25.0
+    smtp_timeout_seconds: float = 60.0
+    appeal_retention_days: float = 30.0  # after resolved/rejected, the package is deleted
     # OCR of screenshots (optional extra)
     ocr_enabled: bool = True
     ocr_max_pixels: int = 40_000_000
@@ -113,6 +124,8 @@ def load_settings(config: Path | None = None, data_dir: Path | None = None,
                 break
     if data_dir is not None:
         s.data_dir = Path(data_dir)
+    if s.smtp_security not in {"starttls", "ssl", "none"}:
+        raise SettingsError(f"smtp_security must be starttls, ssl or none, not {s.smtp_security!r}")
     if s.room_mode not in {"off", "mention", "auto"}:
         raise SettingsError(f"room_mode must be off, mention or auto, not {s.room_mode!r}")
     return s

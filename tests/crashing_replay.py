@@ -5,11 +5,13 @@ Test-only: CRASH_AT="point:n" ends the process the n-th time `point` is reached.
   after_send                     a reply printed, not yet marked sent (bot.engine.deliver)
   package_written                确认: the package is written, the turn not yet committed
   file_saved                     a photo/video working copy is written, the turn not yet committed
+  after_smtp                     the SMTP server accepted the appeal email, not yet marked sent
 No production code knows of this: the points are patched in here.
 """
 import os
 import sys
 
+import bot.appeals.sender
 import bot.engine
 from bot.appeals import package
 from bot.appeals.crypto import Vault
@@ -27,6 +29,7 @@ def maybe_crash(name: str) -> None:
 
 
 bot.engine._crash_point = maybe_crash
+bot.appeals.sender._crash_point = maybe_crash  # after_smtp: accepted by the server, not marked sent
 
 _write_package = package.write_package
 

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 _RELOAD = {"#reload", "/reload", "重载知识库"}
 _COMMAND = re.compile(r"^\s*(#reload|/reload|重载知识库|#kb|#stats|#unmatched|#appeals|#room)(?:\s+(\S+))?\s*$",
                       re.IGNORECASE)
+# #appeal AP-… 审核中|已通过|未通过|需补充 [备注]
+_APPEAL = re.compile(r"^\s*#appeal\s+(\S+)\s+(\S+)(?:\s+(.+))?$", re.IGNORECASE | re.S)
 REFUSAL = "抱歉,这个指令只有管理员可以使用。"
 
 
@@ -28,11 +30,11 @@ class AdminCommands:
 
     @staticmethod
     def is_command(text: str) -> bool:
-        return bool(text) and bool(_COMMAND.match(text))
+        return bool(text) and bool(_COMMAND.match(text) or _APPEAL.match(text))
 
     async def handle(self, msg: Incoming, now: datetime) -> list[Outgoing]:
         m = _COMMAND.match(msg.text)
-        name, arg = m.group(1).lower(), m.group(2)
+        name, arg = (m.group(1).lower(), m.group(2)) if m else ("#appeal", None)
 
         def reply(text: str) -> list[Outgoing]:
             return [Outgoing(chat=msg.chat, to=msg.sender, text=text, mention=msg.room)]
@@ -53,6 +55,8 @@ class AdminCommands:
             return reply(self._appeals())
         if name == "#room":
             return reply(self._room(msg, arg))
+        if name == "#appeal":
+            return reply(self._appeal_status(msg, now))
         return reply(REFUSAL)
 
     def _kb(self) -> str:
@@ -87,6 +91,19 @@ class AdminCommands:
         return "最近的申诉材料包:\n" + "\n".join(
             f"{r['appeal_id']} | {'线上反馈' if r['route'] == 'online' else '邮件/人工客服'} | 提示语 #{r['prompt_id']} | "
             f"{r['status']} | {r['masked_identity']}" for r in rows)
+
+    def _appeal_status(self, msg: Incoming, now: datetime) -> str:
+        from bot.appeals.status import STATUS_WORDS, StatusError
+
+        appeal_id, word, note = _APPEAL.match(msg.text).groups()
+        if word not in STATUS_WORDS:
+            return "用法:#appeal 申诉编号 审核中|已通过|未通过|需补充 [备注]"
+        try:
+            a = self.engine.change_appeal_status(appeal_id, STATUS_WORDS[word], by=f"admin:{msg.sender}",
+                                                 note=note, now=now)
+        except StatusError:
+            return f"没有找到申诉 {appeal_id}。"
+        return f"已将 {a['appeal_id']} 设为“{word}”" + (f",备注:{a['note']}" if a.get("note") else "") + ",已通知创作者。"
 
     def _room(self, msg: Incoming, mode: str | None) -> str:
         if not msg.room:

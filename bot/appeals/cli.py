@@ -1,6 +1,7 @@
-"""`python -m bot appeals list|export`: the operator's view of appeal packages."""
+"""`python -m bot appeals list|export|status`: the operator's view of appeals and their statuses."""
 from __future__ import annotations
 
+import json
 import sys
 
 from bot.appeals.crypto import Vault, VaultError, load_or_create_key
@@ -14,18 +15,69 @@ def appeals_command(settings, args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.appeals_command == "list":
-        rows = list_appeals(settings, vault)
-        if not rows:
-            print("no appeal packages")
-        for r in rows:
-            print(f"{r['appeal_id']}  {r.get('route', '-'):6}  prompt {r.get('prompt_id', '-')}  "
-                  f"{r.get('status', '-')}  {r.get('masked_name') or '-'}  {r.get('masked_id_number') or '-'}  "
-                  f"{r.get('confirmed_at') or r.get('created_at') or ''}")
-        return 0
+        return _list(settings, vault, args)
+    if args.appeals_command == "status":
+        return _status(settings, vault, args)
     try:
         out = export_appeal(settings, vault, args.appeal_id, args.out)
     except (PackageError, VaultError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"exported {args.appeal_id} to {out}")
+    return 0
+
+
+def _store(settings, vault):
+    from bot.store import Store
+
+    return Store(settings.db_path, vault)
+
+
+def _list(settings, vault, args) -> int:
+    """Packages joined with their status in the store; identity masked."""
+    store = _store(settings, vault)
+    try:
+        statuses = {a["appeal_id"]: a for a in store.appeals(limit=100_000)}
+    finally:
+        store.close()
+    rows = []
+    for r in list_appeals(settings, vault):
+        a = statuses.get(r["appeal_id"], {})
+        rows.append({**r, "status": a.get("status") or r.get("status"),
+                     "status_at": a.get("status_at"), "note": a.get("note")})
+    if args.status:
+        rows = [r for r in rows if r["status"] == args.status]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+        return 0
+    if not rows:
+        print("no appeal packages" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    print(f"{'appeal_id':<22} {'route':<6} {'prompt':>6} {'status':<10} {'name':<5} {'id_number':<18} confirmed_at")
+    for r in rows:
+        print(f"{r['appeal_id']:<22} {r.get('route') or '-':<6} {r.get('prompt_id') or '-':>6} "
+              f"{r.get('status') or '-':<10} {r.get('masked_name') or '-':<5} {r.get('masked_id_number') or '-':<18} "
+              f"{r.get('confirmed_at') or r.get('created_at') or ''}")
+    return 0
+
+
+def _status(settings, vault, args) -> int:
+    from bot.appeals.status import StatusError, change_status
+    from bot.kb import KnowledgeError, load_knowledge
+
+    try:
+        kb = load_knowledge(settings.knowledge_dir)
+    except KnowledgeError as exc:
+        print(f"knowledge base error: {exc}", file=sys.stderr)
+        return 2
+    store = _store(settings, vault)
+    try:
+        a = change_status(settings, store, kb, args.appeal_id, args.status, by=f"cli:{args.by}", note=args.note)
+    except StatusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{a['appeal_id']}: {a['status']}" + (f" ({a['note']})" if a.get("note") else "")
+          + " - the creator is told by the running bot")
     return 0

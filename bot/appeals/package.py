@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,10 @@ def _one_line(text: str) -> str:
     return re.sub(r"[\r\n\t]+", " ", text).strip()
 
 
+def message_id_of(appeal_id: str) -> str:
+    return f"<{appeal_id}@dayu-bot.invalid>"
+
+
 def build_email(
     settings, record: Mapping, attachments: list[dict], files_data: Mapping[str, bytes]
 ) -> EmailMessage:
@@ -156,7 +160,7 @@ def build_email(
     msg["Subject"] = f"个人实名认证失败材料-{account_name}"
     when = _as_datetime(record.get("confirmed_at")) or _as_datetime(record.get("created_at"))
     msg["Date"] = format_datetime(when or datetime.now(timezone.utc))
-    msg["Message-ID"] = make_msgid(idstring=str(record["appeal_id"]), domain="dayu-bot.invalid")
+    msg["Message-ID"] = message_id_of(str(record["appeal_id"]))  # stable: a resend is recognisable
     msg["X-Unsent"] = "1"
 
     by_slot = {a["slot"]: a for a in attachments}
@@ -385,6 +389,15 @@ def delete_temp_packages(settings, appeal_ids=None, older_than: float | None = N
             shutil.rmtree(p, ignore_errors=True)
             removed += 1
     return removed
+
+
+def delete_package(settings, appeal_id: str) -> bool:
+    """Remove one package (retention); True when it existed."""
+    path = _package_dir(settings, appeal_id)
+    if not path.exists():
+        return False
+    shutil.rmtree(path)
+    return True
 
 
 def delete_appeals_of_user(settings, user: str, vault: Vault | None = None) -> int:

@@ -26,6 +26,7 @@ nor echoes, personal data.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from bot.appeals import package as appeal_package
 from bot.appeals.crypto import Vault, secure_dir
+from bot.appeals.delivery import smtp_enabled
 from bot.dialog import validators as v
 from bot.dialog.slots import MILITARY_SLOT, NOT_APPLICABLE, SLOTS
 from bot.kb import KnowledgeBase
@@ -49,6 +51,7 @@ from bot.messages import Incoming, Outgoing
 from bot.privacy import has_mobile_number, redact
 from bot.settings import Settings
 from bot.store import Conversation, Store, Writes
+from bot.store.sqlite import OPERATOR_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -605,7 +608,7 @@ class Dialog:
         want = SLOTS[slot].kind
         if not check.ok:
             return self._failed(t, slot, check.error)
-        ref = self._store_file(t, path, check)
+        ref = await asyncio.to_thread(self._store_file, t, path, check)  # big files: off the loop
         t.data["slots"][slot] = ref
         t.data.get("failures", {}).pop(slot, None)
         note = ""
@@ -628,7 +631,7 @@ class Dialog:
             want, check = "image", self._check_file(path, "image")
         if not check.ok:
             return [self._say(t, check.error + "\n" + self._pending_line(t))]
-        ref = self._store_file(t, path, check)
+        ref = await asyncio.to_thread(self._store_file, t, path, check)  # big files: off the loop
         options = [m for m in (self._missing(t) or self._materials(t)) if SLOTS[m.slot].kind == want]
         if not options:
             self._delete_ref(t.writes, ref)
@@ -716,7 +719,15 @@ class Dialog:
         slots = t.data["slots"]
         lines = "\n".join(f"{CIRCLED[i]}{m.label}:{self._describe(m.slot, slots.get(m.slot, ''))}"
                           for i, m in enumerate(self._materials(t)))
-        return [self._say(t, prefix + self.r("summary", lines=lines))]
+        return [self._say(t, prefix + self.r("summary", lines=lines, next=self._where_it_goes(t)))]
+
+    def _where_it_goes(self, t: Turn) -> str:
+        """What 确认 will do with the package: send it, leave it to the operator, or the creator uploads."""
+        if t.data["route"] == "online":
+            return self.r("summary_online")
+        if smtp_enabled(self.settings):
+            return self.r("summary_send_to", email=self.settings.appeal_email)
+        return self.r("summary_operator")
 
     async def _state_confirm(self, t: Turn, text: str) -> list[Outgoing]:
         edit = _EDIT.match(_plain(text))
@@ -736,10 +747,10 @@ class Dialog:
             t.conv.state, t.data["awaiting"] = "collecting", slot
             return [self._say(t, self._ask(slot))]
         if t.reading.polarity is True and not t.reading.question:
-            return self._finish(t)
+            return await self._finish(t)
         return [self._say(t, self.r("confirm_reask"))]
 
-    def _finish(self, t: Turn) -> list[Outgoing]:
+    async def _finish(self, t: Turn) -> list[Outgoing]:
         route = t.data["route"]
         r = self.kb.routes[route]
         prompt = self.kb.prompt(t.data.get("prompt_id") or 0)
@@ -749,7 +760,7 @@ class Dialog:
         for m in r.materials:
             value = slots.get(m.slot)
             if isinstance(value, dict):
-                files[m.slot] = self.vault.read(self.files_dir / value["file"])
+                files[m.slot] = self.files_dir / value["file"]
             elif value is not None:
                 values[m.slot] = value
         evidence = slots.get("taobao_screenshot")
@@ -762,23 +773,33 @@ class Dialog:
             "status": "ready", "slots": values,
             "materials": [{"slot": m.slot, "label": m.label, "optional": m.optional} for m in r.materials],
         }
-        appeal_package.write_package(self.settings, self.vault, record, files)
+        # Decrypting the working copies and writing the encrypted package (a video may be tens of
+        # MB) runs off the event loop: other chats are not held up.
+        await asyncio.to_thread(self._write_package, record, files)
         masked = v.mask_id_number(values["id_number"]) if values.get("id_number") else "-"
         t.writes.add_appeal(appeal_id, t.msg.sender, route, record["prompt_id"], masked, t.now)
         t.writes.record("appeal_finished", t.now, record["prompt_id"])
         self._drop_collected(t.writes, t.data)
         t.conv.state, t.conv.data = "idle", {}
         items = "、".join(m.label for m in r.materials)
+        kept = self.r("retention", retention_days=f"{self.settings.appeal_retention_days:g}")
+        subject = r.email_subject.format(account_name=values.get("account_name", "")) if r.email_subject else ""
         if route == "online":
             text = self.r("appeal_done_online", appeal_id=appeal_id, count=len(r.materials), items=items)
+        elif smtp_enabled(self.settings):
+            # queued with this turn; the send queue mails it on the next tick
+            t.writes.set_status(appeal_id, "queued", t.now, "bot")
+            t.writes.queue_send(appeal_id, t.now)
+            text = self.r("appeal_queued", appeal_id=appeal_id, email=self.settings.appeal_email, subject=subject)
         else:
-            subject = r.email_subject.format(account_name=values.get("account_name", ""))
-            email = self.settings.appeal_email
-            to = self.r("send_to_email", email=email) if email else self.r("send_to_email_unknown")
-            text = self.r("appeal_done_email", appeal_id=appeal_id, count=len(r.materials), to=to, subject=subject)
-        out = self._say(t, text)
+            text = self.r("appeal_done_operator", appeal_id=appeal_id, subject=subject)
+        out = self._say(t, text + "\n" + kept)
         out.appeal_id = appeal_id
         return [out]
+
+    def _write_package(self, record: dict, files: dict[str, Path]) -> None:
+        plain = {slot: self.vault.read(path) for slot, path in files.items()}
+        appeal_package.write_package(self.settings, self.vault, record, plain)
 
     # == commands =======================================================================
     async def _cmd_cancel(self, t: Turn) -> list[Outgoing]:
@@ -822,6 +843,14 @@ class Dialog:
 
     async def _cmd_progress(self, t: Turn) -> list[Outgoing]:
         if not t.data.get("route"):
+            latest = self.store.appeals(sender=t.msg.sender, limit=1)
+            if latest:  # nothing being collected: the latest appeal's id, status and date
+                a = latest[0]
+                when = (a.get("status_at") or a["created_at"])[:10]
+                return [self._say(t, self.r("progress_appeal", appeal_id=a["appeal_id"],
+                                            status=self.r(f"status_{a['status']}"), date=when,
+                                            note=self.r("appeal_status_note", note=a["note"])
+                                            if a.get("note") and a["status"] in OPERATOR_STATUSES else ""))]
             return [self._say(t, self.r("progress_none", question=self._pending_line(t)))]
         slots = t.data["slots"]
         done = [m.label for m in self._materials(t) if m.slot in slots]

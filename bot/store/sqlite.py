@@ -42,7 +42,23 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL, created_at TEXT NOT NULL, sent_at TEXT);
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS appeal_history (
+    appeal_id TEXT NOT NULL, status TEXT NOT NULL, at TEXT NOT NULL, by TEXT NOT NULL, note TEXT);
+CREATE INDEX IF NOT EXISTS appeal_history_id ON appeal_history (appeal_id, at);
+CREATE TABLE IF NOT EXISTS sends (
+    appeal_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL, last_error TEXT);
 """
+# Columns added after the first release: (table, column, declaration).
+_MIGRATIONS = [
+    ("appeals", "status_at", "TEXT"),
+    ("appeals", "message_id", "TEXT"),
+    ("appeals", "sent_at", "TEXT"),
+    ("appeals", "note", "TEXT"),
+    ("appeals", "package_deleted", "INTEGER NOT NULL DEFAULT 0"),
+]
+# Appeal statuses: set by the bot, then by operators.
+BOT_STATUSES = ("ready", "queued", "sent", "failed")
+OPERATOR_STATUSES = ("reviewing", "resolved", "rejected", "need_more")
 KEY_CHECK = b"dayu-bot key check v1"
 
 
@@ -85,6 +101,8 @@ class Writes:
     events: list[tuple[str, datetime, int | None]] = field(default_factory=list)
     unmatched: list[tuple[str, datetime]] = field(default_factory=list)
     appeals: list[tuple] = field(default_factory=list)
+    statuses: list[tuple] = field(default_factory=list)  # (appeal_id, status, at, by, note, message_id)
+    sends: list[tuple] = field(default_factory=list)  # (appeal_id, next_at, attempts, error) or (appeal_id, None, ...)
     deleted_users: list[str] = field(default_factory=list)
     after_commit: list[Path] = field(default_factory=list)
 
@@ -95,8 +113,19 @@ class Writes:
         self.unmatched.append((text, at))
 
     def add_appeal(self, appeal_id: str, sender: str, route: str, prompt_id: int | None,
-                   masked_identity: str, at: datetime, status: str = "submitted") -> None:
+                   masked_identity: str, at: datetime, status: str = "ready") -> None:
         self.appeals.append((appeal_id, sender, route, prompt_id, status, masked_identity, _iso(at)))
+        self.set_status(appeal_id, status, at, "bot")
+
+    def set_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None = None,
+                   message_id: str | None = None) -> None:
+        self.statuses.append((appeal_id, status, at, by, note, message_id))
+
+    def queue_send(self, appeal_id: str, next_at: datetime, attempts: int = 0, error: str | None = None) -> None:
+        self.sends.append((appeal_id, next_at, attempts, error))
+
+    def drop_send(self, appeal_id: str) -> None:
+        self.sends.append((appeal_id, None, 0, None))
 
     def delete_user(self, sender: str) -> None:
         self.deleted_users.append(sender)
@@ -123,6 +152,14 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            for table, column, decl in _MIGRATIONS:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -158,7 +195,18 @@ class Store:
                                  [(k, p, _iso(t)) for k, t, p in writes.events])
             for text, t in writes.unmatched:
                 self.record_unmatched(text, t)
-            self._db.executemany("INSERT OR REPLACE INTO appeals VALUES (?, ?, ?, ?, ?, ?, ?)", writes.appeals)
+            self._db.executemany("INSERT OR REPLACE INTO appeals (appeal_id, sender, route, prompt_id, status, "
+                                 "masked_identity, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", writes.appeals)
+            for appeal_id, status, t, by, note, message_id in writes.statuses:
+                self._set_status(appeal_id, status, t, by, note, message_id)
+            for appeal_id, next_at, attempts, error in writes.sends:
+                if next_at is None:
+                    self._db.execute("DELETE FROM sends WHERE appeal_id = ?", (appeal_id,))
+                else:
+                    self._db.execute("INSERT INTO sends (appeal_id, attempts, next_at, last_error) VALUES (?, ?, ?, ?) "
+                                     "ON CONFLICT (appeal_id) DO UPDATE SET attempts = excluded.attempts, "
+                                     "next_at = excluded.next_at, last_error = excluded.last_error",
+                                     (appeal_id, attempts, _iso(next_at), error))
             for r, blob in zip(replies, blobs):
                 cur = self._db.execute("INSERT INTO outbox (reply_to, chat, payload, created_at) VALUES (?, ?, ?, ?)",
                                        (r.reply_to, r.chat, blob, _iso(at)))
@@ -184,6 +232,52 @@ class Store:
 
     def prune_outbox(self, before: datetime) -> None:
         self._exec("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (_iso(before),))
+
+    # -- appeal statuses and the send queue ------------------------------------------------
+    def _set_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None,
+                    message_id: str | None) -> None:
+        sets, args = ["status = ?", "status_at = ?", "note = ?"], [status, _iso(at), note]
+        if message_id:
+            sets += ["message_id = ?", "sent_at = ?"]
+            args += [message_id, _iso(at)]
+        self._db.execute(f"UPDATE appeals SET {', '.join(sets)} WHERE appeal_id = ?", (*args, appeal_id))
+        self._db.execute("INSERT INTO appeal_history (appeal_id, status, at, by, note) VALUES (?, ?, ?, ?, ?)",
+                         (appeal_id, status, _iso(at), by, note))
+
+    def change_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None,
+                      replies: list[Outgoing]) -> None:
+        """An operator's status change and the creator's notification, committed together."""
+        writes = Writes()
+        writes.set_status(appeal_id, status, at, by, note)
+        self.commit_turn(None, None, at, writes, replies)
+
+    def appeal(self, appeal_id: str) -> dict | None:
+        rows = self.appeals(appeal_id=appeal_id)
+        return rows[0] if rows else None
+
+    def appeal_history(self, appeal_id: str) -> list[dict]:
+        rows = self._query("SELECT status, at, by, note FROM appeal_history WHERE appeal_id = ? ORDER BY at, rowid",
+                           (appeal_id,))
+        return [dict(zip(("status", "at", "by", "note"), r)) for r in rows]
+
+    def due_sends(self, now: datetime) -> list[tuple[str, int]]:
+        return self._query("SELECT appeal_id, attempts FROM sends WHERE next_at <= ? ORDER BY next_at",
+                           (_iso(now),))
+
+    def pending_sends(self) -> int:
+        return self._query("SELECT COUNT(*) FROM sends")[0][0]
+
+    def appeals_to_expire(self, before: datetime) -> list[str]:
+        """Packages whose appeal ended (resolved/rejected) before `before` and still exist."""
+        return [r[0] for r in self._query(
+            "SELECT appeal_id FROM appeals WHERE status IN ('resolved', 'rejected') AND status_at < ? "
+            "AND package_deleted = 0", (_iso(before),))]
+
+    def mark_package_deleted(self, appeal_id: str, at: datetime) -> None:
+        with self.transaction():
+            self._db.execute("UPDATE appeals SET package_deleted = 1 WHERE appeal_id = ?", (appeal_id,))
+            self._db.execute("INSERT INTO appeal_history (appeal_id, status, at, by, note) VALUES (?, ?, ?, ?, ?)",
+                             (appeal_id, "package_deleted", _iso(at), "bot", None))
 
     # -- the encryption key ---------------------------------------------------------------
     def check_key(self) -> None:
@@ -276,19 +370,32 @@ class Store:
 
     # -- appeals ----------------------------------------------------------------------
     def add_appeal(self, appeal_id: str, sender: str, route: str, prompt_id: int | None,
-                   masked_identity: str, at: datetime, status: str = "submitted") -> None:
-        self._exec("INSERT OR REPLACE INTO appeals VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (appeal_id, sender, route, prompt_id, status, masked_identity, _iso(at)))
+                   masked_identity: str, at: datetime, status: str = "ready") -> None:
+        writes = Writes()
+        writes.add_appeal(appeal_id, sender, route, prompt_id, masked_identity, at, status)
+        self.commit_turn(None, None, at, writes, [])
 
-    def appeals(self, limit: int = 20) -> list[dict]:
-        rows = self._query("SELECT appeal_id, sender, route, prompt_id, status, masked_identity, created_at "
-                           "FROM appeals ORDER BY created_at DESC LIMIT ?", (limit,))
-        keys = ("appeal_id", "sender", "route", "prompt_id", "status", "masked_identity", "created_at")
+    def appeals(self, limit: int = 20, status: str | None = None, sender: str | None = None,
+                appeal_id: str | None = None, offset: int = 0) -> list[dict]:
+        """Appeals, newest first (no personal data: the identity is masked)."""
+        where, args = [], []
+        for column, value in (("status", status), ("sender", sender), ("appeal_id", appeal_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        keys = ("appeal_id", "sender", "route", "prompt_id", "status", "masked_identity", "created_at",
+                "status_at", "message_id", "sent_at", "note", "package_deleted")
+        rows = self._query(f"SELECT {', '.join(keys)} FROM appeals"
+                           + (f" WHERE {' AND '.join(where)}" if where else "")
+                           + " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?", (*args, limit, offset))
         return [dict(zip(keys, r)) for r in rows]
 
 
     def delete_user(self, sender: str) -> None:
         self._exec("DELETE FROM conversations WHERE sender = ?", (sender,))
+        for table in ("appeal_history", "sends"):
+            self._exec(f"DELETE FROM {table} WHERE appeal_id IN (SELECT appeal_id FROM appeals WHERE sender = ?)",
+                       (sender,))
         self._exec("DELETE FROM appeals WHERE sender = ?", (sender,))
 
     # -- stats ------------------------------------------------------------------------

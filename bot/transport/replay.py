@@ -19,6 +19,9 @@ from bot.messages import Attachment, Incoming, Outgoing
 from bot.settings import Settings
 
 
+POLL_SECONDS = 1.0
+
+
 class EventError(ValueError):
     pass
 
@@ -85,6 +88,16 @@ async def run_replay(settings: Settings, script: str) -> int:
     clock: datetime | None = None
     errors = 0
     lineno = 0
+    poller = None
+    if source is None:
+        # Live: notifications committed by another process (an operator's `appeals status`) go
+        # out within a second, without waiting for the next event.
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                await engine.deliver(_print)
+
+        poller = asyncio.create_task(poll())
     try:
         await engine.deliver(_print)  # what a crash left committed and unsent goes out first
         while True:
@@ -109,6 +122,11 @@ async def run_replay(settings: Settings, script: str) -> int:
                 await engine.handle(event)
             # Replies are printed from the durable outbox, then marked sent.
             await engine.deliver(_print)
+        # The send queue, bounded, so that a script's output does not depend on timing.
+        await engine.drain_sends(clock)
+        await engine.deliver(_print)
     finally:
+        if poller is not None:
+            poller.cancel()
         await engine.close()
     return 1 if errors else 0

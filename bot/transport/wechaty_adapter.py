@@ -75,6 +75,7 @@ class WechatOptions:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     tick_interval: float = 30.0
+    outbox_poll_interval: float = 2.0  # how soon rows committed by another process (the CLI) go out
     liveness_interval: float = 60.0  # ding the gateway after this long without any event
     send_wait: float = 120.0  # how long a send waits for a (re)connection
     shutdown_flush: float = 10.0
@@ -254,13 +255,15 @@ class WechatTransport:
         self._wx = _load_wechaty(Path(self.settings.data_dir) / "wechaty-cache")
         self._requeue_unsent()  # replies committed before a crash or stop, not yet sent
         ticker = asyncio.create_task(self._tick_loop(), name="wechat-tick")
+        poller = asyncio.create_task(self._poll_loop(), name="wechat-outbox-poll")
         try:
             code = await self._supervise()
         finally:
             self._accepting = False
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            for task in (ticker, poller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             deadline = time.monotonic() + 5.0  # let messages being handled finish their turn
             while self._inflight and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -562,6 +565,16 @@ class WechatTransport:
                 log.info("tick: %d messages", len(replies))
                 for reply in replies:
                     self._put(reply)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.opts.outbox_poll_interval)
+            try:
+                self._requeue_unsent()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("outbox poll failed: %s", type(exc).__name__)
 
     # -- attachments ------------------------------------------------------------------------
     async def _download(self, client, msg, kind: str) -> Path:

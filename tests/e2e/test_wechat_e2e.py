@@ -6,14 +6,19 @@ The tests of this module share one gateway and one bot data dir and run in file 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[2]
 
 if TYPE_CHECKING:  # the harness lives in this directory's conftest.py (fixtures only at run time)
     from .conftest import Bot, Gateway
@@ -233,10 +238,23 @@ def test_email_appeal_survives_bot_kill(world: World, start_bot, media):
         raise AssertionError(f"appeal did not finish; asked: {asked}")
     assert killed, f"never reached the handheld photo item; asked: {asked}"
     final = texts(replies)
-    assert re.search(r"AP-[0-9A-Za-z-]+", final), final
+    appeal_id = re.search(r"AP-[0-9A-Za-z-]+", final)
+    assert appeal_id, final
     # the inbox keeps nothing once the engine took the files
     inbox = world.data_dir / "inbox"
     assert not inbox.exists() or [p.name for p in inbox.iterdir() if not p.name.startswith(".")] == []
+
+    # An operator sets a status from the CLI, in another process: the running bot tells alice.
+    since = gw.mark()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "WECHATY_"))}
+    env["BOT_KEY_FILE"] = str(world.data_dir.parent / "keys" / "appeal.key")
+    cli = subprocess.run([sys.executable, "-m", "bot", "appeals", "status", appeal_id.group(0), "reviewing",
+                          "--note", "材料已收到", "--data-dir", str(world.data_dir)],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    told = gw.wait(lambda e: e["event"] == "bot_said" and "材料已收到" in (e.get("text") or ""), timeout=20,
+                   since=since)
+    assert told["to"] == gw.user("alice") and appeal_id.group(0) in told["text"]
 
 
 def test_gateway_restart_bot_reconnects(world: World, start_gateway):

@@ -1,0 +1,103 @@
+"""The durable send queue for email-route packages, worked on every engine tick.
+
+A row of `sends` is committed with the 确认 turn (status `queued`). Each tick takes the due rows:
+one SMTP attempt each, then the new status, the queue row and the notifications (creator, and
+admins on failure) are committed together through the outbox. Temporary failures retry with
+backoff; permanent ones (5xx) mark the appeal `failed`. A crash between "accepted by the server"
+and "marked sent" sends once more with the same Message-ID on the next tick.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from bot.appeals import delivery
+from bot.kb.responses import render
+from bot.messages import Outgoing
+from bot.store import Writes
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12  # about a day of retries with the backoff below
+BACKOFF_FIRST = timedelta(minutes=1)
+BACKOFF_MAX = timedelta(hours=4)
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, attempts - 1))
+
+
+def _crash_point(name: str) -> None:
+    """Test hook (see tests/crashing_replay.py)."""
+
+
+class AppealSender:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def _r(self, name: str, **fields) -> str:
+        return render(self.engine.snapshot.kb.responses[name], **fields)
+
+    def _tell(self, appeal: dict, text: str) -> Outgoing:
+        return Outgoing(chat=appeal["sender"], to=appeal["sender"], text=text)
+
+    def _tell_admins(self, text: str) -> list[Outgoing]:
+        return [Outgoing(chat=a, to=a, text=text) for a in self.engine.settings.admins]
+
+    async def work(self, now: datetime) -> list[Outgoing]:
+        """Attempt every due send once; returns the notifications committed."""
+        store, settings = self.engine.store, self.engine.settings
+        out: list[Outgoing] = []
+        for appeal_id, attempts in store.due_sends(now):
+            appeal = store.appeal(appeal_id)
+            writes = Writes()
+            replies: list[Outgoing] = []
+            if appeal is None or appeal["status"] not in ("queued", "ready"):
+                writes.drop_send(appeal_id)
+                store.commit_turn(None, None, now, writes, [])
+                continue
+            if not delivery.smtp_enabled(settings):  # SMTP was switched off: the operator submits it
+                writes.drop_send(appeal_id)
+                writes.set_status(appeal_id, "ready", now, "bot", "SMTP 未配置")
+                store.commit_turn(None, None, now, writes, [])
+                continue
+            try:
+                prepared = await asyncio.to_thread(delivery.prepare, settings, self.engine.vault, appeal_id)
+                await delivery.send(settings, prepared)
+            except delivery.TooLarge as exc:
+                log.warning("appeal %s too large to email", appeal_id)
+                writes.drop_send(appeal_id)
+                writes.set_status(appeal_id, "ready", now, "bot", exc.reason)
+                replies = [self._tell(appeal, self._r("appeal_too_large", appeal_id=appeal_id)),
+                           *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id, reason=exc.reason))]
+            except delivery.SendError as exc:
+                attempts += 1
+                if exc.permanent or attempts >= MAX_ATTEMPTS:
+                    log.warning("appeal %s: send failed for good (%s)", appeal_id, exc.reason)
+                    writes.drop_send(appeal_id)
+                    writes.set_status(appeal_id, "failed", now, "bot", exc.reason)
+                    replies = [self._tell(appeal, self._r("appeal_send_failed", appeal_id=appeal_id)),
+                               *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id,
+                                                          reason=exc.reason))]
+                else:
+                    log.info("appeal %s: send attempt %d failed (%s); retrying", appeal_id, attempts, exc.reason)
+                    writes.queue_send(appeal_id, now + backoff(attempts), attempts, exc.reason)
+            except Exception as exc:  # a broken package: the operator must look at it
+                log.error("appeal %s: cannot prepare the email (%s)", appeal_id, type(exc).__name__)
+                writes.drop_send(appeal_id)
+                writes.set_status(appeal_id, "failed", now, "bot", type(exc).__name__)
+                replies = [self._tell(appeal, self._r("appeal_send_failed", appeal_id=appeal_id)),
+                           *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id,
+                                                      reason=type(exc).__name__))]
+            else:
+                _crash_point("after_smtp")
+                log.info("appeal %s sent (%d bytes%s)", appeal_id, len(prepared.data),
+                         f", re-encoded {len(prepared.reencoded)}" if prepared.reencoded else "")
+                writes.drop_send(appeal_id)
+                writes.set_status(appeal_id, "sent", now, "bot", None, delivery.message_id_of(appeal_id))
+                replies = [self._tell(appeal, self._r("appeal_sent", appeal_id=appeal_id,
+                                                      email=settings.appeal_email))]
+            store.commit_turn(None, None, now, writes, replies)
+            out += replies
+        return out
