@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 GATEWAY := tests/e2e/gateway
 
-.PHONY: run test bench setup setup-test e2e-deps fonts clean
+.PHONY: run test bench setup setup-test e2e-deps fonts browser clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,17 @@ fonts:
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null) \
 	    || echo "note: install fonts-wqy-microhei for the screenshot tests"; }
 
+# Debian's Chromium for the real-browser tests (Playwright drives it; never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "note: install chromium (Debian package) for the browser tests"; }
+
 # Node Wechaty gateway for the end-to-end tests, pinned by its package-lock.json.
 e2e-deps:
 	@test -d $(GATEWAY)/node_modules || (cd $(GATEWAY) && npm ci --no-audit --no-fund --loglevel=error)
 
-test: setup fonts e2e-deps
+test: setup fonts e2e-deps browser
 	$(PY) -m pytest -q
 
 bench: setup

@@ -40,6 +40,21 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="connect to WeChat through a Wechaty puppet-service gateway")
     _add_common(p)
+    p.add_argument("--web", action="store_true", help="also serve the operators' web console")
+
+    web = sub.add_parser("web", help="the operators' web console (and its users)")
+    _add_common(web)
+    web.add_argument("--host", help="address to listen on (default: setting web_host, 127.0.0.1)")
+    web.add_argument("--port", type=int, help="port (default: setting web_port, 8080)")
+    w_sub = web.add_subparsers(dest="web_command")
+    for name, text in (("adduser", "add an operator"), ("passwd", "change an operator's password"),
+                       ("deluser", "remove an operator")):
+        p = w_sub.add_parser(name, help=text)
+        _add_common(p)
+        p.add_argument("name")
+        if name != "deluser":
+            p.add_argument("--password-stdin", action="store_true", required=True,
+                           help="read the password from standard input (never from the command line)")
 
     ap_ = sub.add_parser("appeals", help="appeal packages")
     a_sub = ap_.add_subparsers(dest="appeals_command", required=True)
@@ -139,13 +154,24 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(run_replay(settings, args.script))
             from bot.transport.wechaty_adapter import run_wechat
 
-            return asyncio.run(run_wechat(settings))
+            if args.web:
+                from bot.web.serve import check_listen
+
+                problem = check_listen(settings, settings.web_host)
+                if problem:
+                    print(problem, file=sys.stderr)
+                    return 2
+            return asyncio.run(run_wechat(settings, web=args.web))
         except KnowledgeError as exc:  # the bot never starts on a half-loaded base
             print(f"knowledge base error, not starting: {exc}", file=sys.stderr)
             return 2
         except (StartupError, AppealKeyError) as exc:  # a wrong or invalid key: one line, no traceback
             print(f"not starting: {exc}", file=sys.stderr)
             return 2
+    if args.command == "web":
+        from bot.web.serve import web_command
+
+        return web_command(settings, args)
     if args.command == "appeals":
         from bot.appeals.cli import appeals_command
 

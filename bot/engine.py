@@ -32,6 +32,22 @@ JANITOR_EVERY = timedelta(minutes=5)
 JANITOR_MIN_AGE = timedelta(minutes=10)
 
 
+def knowledge_signature(knowledge_dir) -> tuple:
+    """What the knowledge files look like on disk (names, sizes, mtimes): cheap to compare on ticks."""
+    from pathlib import Path
+
+    d = Path(knowledge_dir)
+    files = [d] if d.is_file() else [*d.glob("*.yaml"), *d.glob("*.yml"), d / "userdict.txt"]
+    out = []
+    for f in sorted(files):
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        out.append((f.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 class StartupError(Exception):
     """The bot cannot start (a wrong key, ...): one clear line, no traceback."""
 
@@ -68,6 +84,7 @@ class Engine:
         self._locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._reload_lock = asyncio.Lock()
         self._last_janitor: datetime | None = None
+        self._kb_signature = knowledge_signature(settings.knowledge_dir)
         self.sender = AppealSender(self)
 
     @classmethod
@@ -197,6 +214,12 @@ class Engine:
                 writes.run_after_commit()
                 out += replies
         out += await self.sender.work(now)  # due appeal emails (queued at 确认, or retries)
+        if knowledge_signature(self.settings.knowledge_dir) != self._kb_signature:
+            # the knowledge files changed on disk (the web console taught a phrasing, an operator
+            # edited a file): reload like #reload; a broken file keeps the old base
+            report = await self.reload("file change")
+            if not report.ok:
+                log.warning("knowledge files changed but do not load; keeping version %s", self.snapshot.kb.version)
         self.store.prune_processed(now - PROCESSED_IDS_KEPT)
         self.store.prune_outbox(now - PROCESSED_IDS_KEPT)
         if self._last_janitor is None or now - self._last_janitor >= JANITOR_EVERY:
@@ -286,6 +309,7 @@ class Engine:
                                            f"错误:{exc.file}" + (f" 第 {exc.line} 行" if exc.line else "")
                                            + f":{exc.reason}")
             self.snapshot = new
+            self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
             before, after = old.kb.summary(), new.kb.summary()
             added = sorted(after.keys() - before.keys())
             removed = sorted(before.keys() - after.keys())

@@ -56,6 +56,11 @@ class Settings:
     smtp_max_mb: float = 25.0
     smtp_timeout_seconds: float = 60.0
     appeal_retention_days: float = 30.0  # after resolved/rejected, the package is deleted
+    # The operators' web console (python -m bot web, or run --web)
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    web_allow_remote: bool = False  # listening on anything but loopback needs this (and a TLS proxy)
+    web_secure_cookie: bool = False  # set behind a TLS reverse proxy: the session cookie gets Secure
     # OCR of screenshots (optional extra)
     ocr_enabled: bool = True
     ocr_max_pixels: int = 40_000_000

@@ -5,6 +5,7 @@ and no partially loaded base is ever returned.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,24 @@ def _requires_met(words, text: str) -> bool:
     return any(clean(w) and clean(w) in clean(text) for w in words)
 
 
+def _merge_learned(prompts, faq, learned_prompts, learned_faq):
+    """Add the phrasings operators taught (learned.yaml) to their prompts and FAQ entries."""
+    return (_add_phrasings(prompts, learned_prompts, "prompt {}"),
+            _add_phrasings(faq, learned_faq, "FAQ entry {!r}"))
+
+
+def _add_phrasings(entries: list[tuple], learned: list[tuple], what: str) -> list[tuple]:
+    """entries: (entry, path, line) with `.id` and `.phrasings`; learned: (id, phrase, path, line)."""
+    index = {e.id: i for i, (e, _, _) in enumerate(entries)}
+    for key, phrase, path, line in learned:
+        if key not in index:
+            raise KnowledgeError(path, line, f"learned phrasing for unknown {what.format(key)}")
+        e, epath, eline = entries[index[key]]
+        if phrase not in e.phrasings:
+            entries[index[key]] = (dataclasses.replace(e, phrasings=(*e.phrasings, phrase)), epath, eline)
+    return entries
+
+
 def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
     """Load every *.yaml in a dir (or one file) into a validated KnowledgeBase."""
     kdir = Path(knowledge_dir)
@@ -201,6 +220,8 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
     items: dict[str, Item] = {}
     faq: list[tuple[Faq, Path, int]] = []
     responses: dict[str, tuple[str, Path, int]] = {}
+    learned_prompts: list[tuple[int, str, Path, int]] = []  # phrasings operators added (learned.yaml)
+    learned_faq: list[tuple[str, str, Path, int]] = []
     digest = hashlib.sha256()
     for path in files:
         data, root = _read_file(path)
@@ -247,6 +268,13 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
             if name in responses:
                 raise KnowledgeError(path, _line_of(root, ["responses", name]), f"response {name!r} defined twice")
             responses[name] = (text.strip("\n"), path, _line_of(root, ["responses", name]))
+        learned = data.get("learned", {})
+        for pid, phrases in learned.get("prompt_phrasings", {}).items():
+            line = _line_of(root, ["learned", "prompt_phrasings", pid])
+            learned_prompts += [(int(pid), ph, path, line) for ph in phrases]
+        for fid, phrases in learned.get("faq_phrasings", {}).items():
+            line = _line_of(root, ["learned", "faq_phrasings", fid])
+            learned_faq += [(fid, ph, path, line) for ph in phrases]
         for i, p in enumerate(data.get("prompts", [])):
             line = _line_of(root, ["prompts", i])
             if p.get("wildcard") and p["wildcard"] not in p["text"]:
@@ -266,6 +294,7 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
         seen[p.id] = (path, line)
         if p.group not in groups:
             raise KnowledgeError(path, line, f"prompt {p.id}: unknown group {p.group!r}")
+    prompts, faq = _merge_learned(prompts, faq, learned_prompts, learned_faq)
     resolved: dict[str, Group] = {}
     for name, (g, path, line) in groups.items():
         missing = [n for n in g.get("notes", []) if n not in notes]

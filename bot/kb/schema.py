@@ -120,6 +120,16 @@ KB_SCHEMA = {
             },
         },
         "responses": {"type": "object", "additionalProperties": _text},
+        # Phrasings operators added from the web console's /unmatched (knowledge/learned.yaml).
+        "learned": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "prompt_phrasings": {"type": "object", "propertyNames": {"pattern": "^[0-9]+$"},
+                                     "additionalProperties": _words},
+                "faq_phrasings": {"type": "object", "additionalProperties": _words},
+            },
+        },
         "prompts": {
             "type": "array",
             "minItems": 1,

@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS appeal_history (
     appeal_id TEXT NOT NULL, status TEXT NOT NULL, at TEXT NOT NULL, by TEXT NOT NULL, note TEXT);
 CREATE INDEX IF NOT EXISTS appeal_history_id ON appeal_history (appeal_id, at);
+CREATE TABLE IF NOT EXISTS web_users (
+    name TEXT PRIMARY KEY, hash TEXT NOT NULL, created_at TEXT NOT NULL,
+    failed INTEGER NOT NULL DEFAULT 0, locked_until TEXT);
+CREATE TABLE IF NOT EXISTS audit (
+    at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, target TEXT, source TEXT);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE TABLE IF NOT EXISTS sends (
     appeal_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL, last_error TEXT);
 """
@@ -421,6 +427,47 @@ class Store:
     def top_unmatched(self, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
         return self._query("SELECT text, count FROM unmatched WHERE last_at >= ? "
                            "ORDER BY count DESC, last_at DESC LIMIT ?", (_iso(since), limit))
+
+    def dismiss_unmatched(self, text: str) -> None:
+        self._exec("DELETE FROM unmatched WHERE text = ?", (text,))
+
+    def messages_per_day(self, since: datetime) -> list[tuple[str, int]]:
+        return self._query("SELECT substr(at, 1, 10) AS day, COUNT(*) FROM events WHERE kind = 'message' "
+                           "AND at >= ? GROUP BY day ORDER BY day", (_iso(since),))
+
+    def appeals_per_status(self) -> dict[str, int]:
+        return dict(self._query("SELECT status, COUNT(*) FROM appeals GROUP BY status"))
+
+    # -- operators of the web console, and the audit log (no personal data in either) -----
+    def web_user(self, name: str) -> dict | None:
+        rows = self._query("SELECT name, hash, failed, locked_until FROM web_users WHERE name = ?", (name,))
+        return dict(zip(("name", "hash", "failed", "locked_until"), rows[0])) if rows else None
+
+    def web_users(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT name FROM web_users ORDER BY name")]
+
+    def set_web_user(self, name: str, password_hash: str, at: datetime) -> None:
+        self._exec("INSERT INTO web_users (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                   "SET hash = excluded.hash, failed = 0, locked_until = NULL", (name, password_hash, _iso(at)))
+
+    def delete_web_user(self, name: str) -> bool:
+        return self._exec("DELETE FROM web_users WHERE name = ?", (name,)).rowcount == 1
+
+    def web_login_result(self, name: str, ok: bool, locked_until: datetime | None = None) -> None:
+        if ok:
+            self._exec("UPDATE web_users SET failed = 0, locked_until = NULL WHERE name = ?", (name,))
+        else:
+            self._exec("UPDATE web_users SET failed = failed + 1, locked_until = ? WHERE name = ?",
+                       (_iso(locked_until) if locked_until else None, name))
+
+    def audit(self, who: str, action: str, target: str | None, source: str | None, at: datetime | None = None) -> None:
+        self._exec("INSERT INTO audit (at, who, action, target, source) VALUES (?, ?, ?, ?, ?)",
+                   (_iso(at or datetime.now(timezone.utc)), who, action, target, source))
+
+    def audit_log(self, limit: int = 200, offset: int = 0) -> list[dict]:
+        rows = self._query("SELECT at, who, action, target, source FROM audit ORDER BY at DESC, rowid DESC "
+                           "LIMIT ? OFFSET ?", (limit, offset))
+        return [dict(zip(("at", "who", "action", "target", "source"), r)) for r in rows]
 
     # -- rooms ---------------------------------------------------------------
     def room_mode(self, room: str) -> str | None:

@@ -722,7 +722,7 @@ async def _default_engine(settings: Settings):
 
 
 async def serve(settings: Settings, *, engine_factory: EngineFactory | None = None,
-                options: WechatOptions | None = None) -> int:
+                options: WechatOptions | None = None, web: bool = False) -> int:
     """Open the engine, run the transport until SIGINT/SIGTERM or a fatal error, close the engine."""
     checked = check_settings(settings)
     if isinstance(checked, str):
@@ -741,9 +741,21 @@ async def serve(settings: Settings, *, engine_factory: EngineFactory | None = No
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, transport.request_stop)
                 installed.append(sig)
+        console = None
+        if web:  # the operators' console in this process, on its own store connection
+            from bot.web.serve import make_server
+
+            server = make_server(settings, settings.web_host, settings.web_port)
+            server.install_signal_handlers = lambda: None  # the transport owns SIGINT/SIGTERM
+            console = asyncio.create_task(server.serve(), name="web-console")
+            log.info("web console on %s:%d", settings.web_host, settings.web_port)
         try:
             return await transport.run()
         finally:
+            if console is not None:
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(console, 10)
             for sig in installed:
                 loop.remove_signal_handler(sig)
     finally:
@@ -751,7 +763,7 @@ async def serve(settings: Settings, *, engine_factory: EngineFactory | None = No
 
 
 async def run_wechat(settings: Settings, *, engine_factory: EngineFactory | None = None,
-                     options: WechatOptions | None = None) -> int:
+                     options: WechatOptions | None = None, web: bool = False) -> int:
     """`python -m bot run` (as `asyncio.run(run_wechat(settings))`): serve WeChat through a
     puppet-service gateway until SIGINT/SIGTERM; returns the exit code.
 
@@ -761,4 +773,4 @@ async def run_wechat(settings: Settings, *, engine_factory: EngineFactory | None
     if not logging.getLogger().handlers:  # the CLI normally set up (redacting) logging already
         logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return await serve(settings, engine_factory=engine_factory, options=options)
+    return await serve(settings, engine_factory=engine_factory, options=options, web=web)
