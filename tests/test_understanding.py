@@ -21,7 +21,7 @@ def test_affirm(reader, text):
 
 
 @pytest.mark.parametrize("text", ["不用啦，我自己来", "暂时不需要", "暂时不用", "我没看到有这个", "后台找了半天没找到",
-                                  "没有", "否", "不是军人", "好的，不过暂时不需要", "算了", "no"])
+                                  "没有", "否", "不是军人", "好的，不过暂时不需要", "算了", "no", "木有"])
 def test_deny(reader, text):
     r = reader.read(text)
     assert r.polarity is False, r
@@ -48,7 +48,7 @@ def test_words_inside_other_words_are_no_answer(reader, text):
 
 @pytest.mark.parametrize("text,intent", [
     ("好的 多谢", "thanks"), ("你好，在不在", "greeting"), ("你是谁呀", "who_are_you"), ("能不能转人工", "human"),
-    ("视频我晚点再录，现在在上班", "not_now"), ("什么提示都没有", "no_prompt"), ("认证失败也不说原因", "no_prompt"),
+    ("视频我晚点再录，现在在上班", "not_now"), ("有没有真人可以问", "human"), ("什么提示都没有", "no_prompt"), ("认证失败也不说原因", "no_prompt"),
     ("请问大鱼号的收益多久到账", "out_of_scope"), ("文章被限流了怎么申诉", "out_of_scope"),
 ])
 def test_intents(reader, text, intent):
@@ -81,6 +81,7 @@ def test_a_sentence_containing_a_command_word_is_not_that_command(reader):
     ("淘宝版本号在哪里看", "where_item", "taobao_version"),
     ("这个填什么呢", "what_item", "this"),
     ("提交之后呢", "after_submit", None),
+    ("你们会保存我的身份证号多久", "privacy", "id_number"),  # two cues (保存, 多久): tokens decide
 ])
 def test_faq(reader, text, faq, item):
     r = reader.read(text)

@@ -197,11 +197,12 @@ class Reader:
             matched = tokens & e.tokens
             if matched and weight:
                 # Token evidence: the share of the message's informative words this entry explains,
-                # times how much of its best phrasing the message covers.
+                # times how much of its best phrasing the message covers. It also breaks ties between
+                # entries found by a cue each ("保存…多久": privacy, not review time).
                 precision = sum(self._idf[t] for t in matched) / weight
                 recall = max((sum(self._idf.get(t, 0.0) for t in vt & matched) / sum(self._idf.get(t, 0.0) for t in vt)
                               for vt in e.variant_tokens if vt), default=0.0)
-                score = max(score, 0.95 * precision * recall)
+                score = max(score, 0.95 * precision * recall) + 0.04 * precision
             scored.append((score, e.id))
         scored.sort(reverse=True)
         (best, best_id), second = scored[0], (scored[1][0] if len(scored) > 1 else 0.0)
