@@ -56,6 +56,7 @@ from bot.store.sqlite import OPERATOR_STATUSES
 log = logging.getLogger(__name__)
 
 CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
+OFF_LOOP_BYTES = 2 * 1024 * 1024  # files larger than this are encrypted in a worker thread
 _EDIT = re.compile(r"^(?:修改|改)\s*第?\s*(\d{1,2})\s*项?$")
 _PUNCT = re.compile(r"[\s,，.。!！~～、;；:：\"'“”‘’()（）\[\]【】]+")
 # States in which an appeal is under way (something collected or about to be).
@@ -608,7 +609,7 @@ class Dialog:
         want = SLOTS[slot].kind
         if not check.ok:
             return self._failed(t, slot, check.error)
-        ref = await asyncio.to_thread(self._store_file, t, path, check)  # big files: off the loop
+        ref = await self._store_file_async(t, path, check)
         t.data["slots"][slot] = ref
         t.data.get("failures", {}).pop(slot, None)
         note = ""
@@ -631,7 +632,7 @@ class Dialog:
             want, check = "image", self._check_file(path, "image")
         if not check.ok:
             return [self._say(t, check.error + "\n" + self._pending_line(t))]
-        ref = await asyncio.to_thread(self._store_file, t, path, check)  # big files: off the loop
+        ref = await self._store_file_async(t, path, check)
         options = [m for m in (self._missing(t) or self._materials(t)) if SLOTS[m.slot].kind == want]
         if not options:
             self._delete_ref(t.writes, ref)
@@ -666,6 +667,13 @@ class Dialog:
         if t.data.get("awaiting") == slot or t.conv.state != "collecting":
             return self._ask_next(t, self.r("recorded") + "\n")
         return [self._say(t, self.r("recorded") + self.r("resume_item", item=self._label(t, t.data["awaiting"])))]
+
+    async def _store_file_async(self, t: Turn, path: Path, check: v.Validation) -> dict:
+        # Encrypting a video of tens of MB would hold every chat: big files go to a thread; a
+        # photo costs less than the hand-off.
+        if Path(path).stat().st_size > OFF_LOOP_BYTES:
+            return await asyncio.to_thread(self._store_file, t, path, check)
+        return self._store_file(t, path, check)
 
     def _store_file(self, t: Turn, path: Path, check: v.Validation) -> dict:
         user_dir = secure_dir(self.files_dir / self._user_key(t.msg.sender))

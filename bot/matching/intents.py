@@ -96,6 +96,8 @@ class Reader:
         self._aliases = aliases
         self._alias_re = re.compile("|".join(map(re.escape, sorted(aliases, key=len, reverse=True))))
         self._faq = [self._faq_entry(f) for f in kb.faq]
+        cues = sorted({c for e in self._faq for c in e.cues}, key=len, reverse=True)
+        self._faq_cues = re.compile("|".join(map(re.escape, cues))) if cues else None
         df: dict[str, int] = {}
         for e in self._faq:
             for t in e.tokens:
@@ -137,10 +139,14 @@ class Reader:
         if m:
             item = self._aliases[m.group(0)]
         question = bool(_QUESTION.search(to_simplified(text)))
-        faq, faq_score = self._match_faq(norm)
+        # FAQ entries are questions: only a question, or a message with an FAQ cue, is scored.
+        faq, faq_score = self._match_faq(norm) if question or self._faq_cue_hit(norm) else (None, 0.0)
         return Reading(text=text, command=command, polarity=polarity, unsure=unsure,
                        intents=frozenset(intents), question=question, faq=faq, faq_score=faq_score,
                        item=item, chit_chat=chit_chat, digits=norm if norm.isdigit() else "")
+
+    def _faq_cue_hit(self, norm: str) -> bool:
+        return self._faq_cues is not None and bool(self._faq_cues.search(norm))
 
     def _command(self, norm: str) -> str | None:
         lead = _LEAD_FILLERS.sub("", norm)
