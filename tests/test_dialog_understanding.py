@@ -239,3 +239,11 @@ async def test_a_whole_appeal_in_natural_words(driver, media, tmp_path):
     out = export_appeal(driver.engine.settings, driver.engine.vault, r["appeal_id"], tmp_path / "x")
     record = json.loads((out / "appeal.json").read_text(encoding="utf-8"))
     assert record["route"] == "online" and record["prompt_id"] == 2
+
+
+async def test_agreeing_is_no_answer_to_a_question_of_fact(driver):
+    await to_state(driver, P2, "需要")
+    r = await driver.say("好的 帮我弄吧")  # agrees, but is the 线上反馈 entry there?
+    assert r["awaiting"] == "route" and "线上反馈" in r["text"]
+    r = await driver.say("好的，有的")
+    assert r["awaiting"] == "failure_video"

@@ -100,3 +100,9 @@ def test_values_are_not_questions(reader, text):
 @pytest.mark.parametrize("text", ["可以写小名吗？", "为什么", "这个怎么填", "要填哪个名字呢", "身份证号是哪个"])
 def test_questions_are_recognised(reader, text):
     assert reader.read(text).question
+
+
+def test_consent_is_told_apart_from_a_factual_yes(reader):
+    assert reader.read("好的 帮我弄吧").consent_only
+    assert not reader.read("好的，有的").consent_only and reader.read("好的，有的").polarity is True
+    assert not reader.read("有的").consent_only

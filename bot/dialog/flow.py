@@ -460,6 +460,8 @@ class Dialog:
             return [self._say(t, self._item_help(item) + "\n" + self._pending_line(t, again=True))]
         if rd.polarity is None:
             return await self._maybe_new_prompt(t, text, self.kb.items["route"].ask)
+        if rd.consent_only:  # "好的,帮我弄吧" agrees, but does not say whether the entry is there
+            return [self._say(t, self.r("reask_fact", question=self.kb.items["route"].ask))]
         route = "online" if rd.polarity else "email"
         t.data["route"] = route
         r = self.kb.routes[route]
@@ -566,6 +568,8 @@ class Dialog:
             return [self._say(t, item.why + "\n" + self._pending_line(t, again=True))]
         if rd.polarity is None:
             return [self._say(t, self.r("reask", question=self.r("ask_military")))]
+        if rd.consent_only:
+            return [self._say(t, self.r("reask_fact", question=self.r("ask_military")))]
         if rd.polarity is False:
             t.data["slots"][MILITARY_SLOT] = NOT_APPLICABLE
             return self._ask_next(t)

@@ -20,7 +20,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "help": (), "greeting": (), "greeting_new_friend": (), "short_hello": (), "thanks": (),
     "thanks_then": ("question!",), "ok_idle": (), "who_are_you": (), "not_understood": (),
     "out_of_scope": (), "question_not_known": (), "clarify": (), "no_text": ("question!",),
-    "reask": ("question!",), "error_generic": (),
+    "reask": ("question!",), "reask_fact": ("question!",), "error_generic": (),
     "human": (), "human_notified": (), "handoff_note": ("user!", "case!"),
     "handoff_case": ("prompt!", "route", "done!", "total!", "state"),
     # pending questions, in one line
@@ -80,7 +80,7 @@ FAQ_FIELDS = ("item", "item_why", "item_what", "item_where", "appeal_email", "ex
 # What the dialog relies on in knowledge/intents.yaml.
 REQUIRED_COMMANDS = ("cancel", "restart", "skip", "progress", "help", "delete", "appeal", "pause",
                      "details", "resume")
-REQUIRED_INTENTS = ("affirm", "deny", "unsure", "neutral", "not_now", "thanks", "greeting", "who_are_you",
+REQUIRED_INTENTS = ("affirm", "consent", "deny", "unsure", "neutral", "not_now", "thanks", "greeting", "who_are_you",
                     "human", "no_prompt", "out_of_scope", "keep_data", "drop_data")
 
 

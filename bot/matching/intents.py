@@ -19,7 +19,7 @@ from rapidfuzz import fuzz
 from bot.kb import KnowledgeBase
 from bot.matching.normalize import clean, phonetic, to_simplified
 
-POLAR = ("affirm", "deny", "unsure")
+POLAR = ("affirm", "consent", "deny", "unsure")
 # Words that turn what follows into the answer that counts: "好的,不过暂时不需要" is a no.
 _CONTRAST = re.compile(r"但是|不过|可是|但")
 # Fillers a command may carry: "请帮我取消吧" is 取消.
@@ -42,7 +42,8 @@ _STOP = frozenset("的 了 是 我 你 吗 啊 呀 吧 呢 嘛 哦 在 和 就 �
 class Reading:
     text: str
     command: str | None = None  # cancel, pause, ... (whole-message commands)
-    polarity: bool | None = None  # True = affirm, False = deny, None = neither (or unsure)
+    polarity: bool | None = None  # True = affirm or consent, False = deny, None = neither (or unsure)
+    consent_only: bool = False  # the yes only agrees (好的, 麻烦了): no answer to a question of fact
     unsure: bool = False
     intents: frozenset[str] = frozenset()  # thanks, greeting, human, not_now, no_prompt, out_of_scope, ...
     question: bool = False
@@ -131,7 +132,7 @@ class Reader:
         for phrase, name in self._phrasings:
             if fuzz.ratio(norm, phrase) / 100 >= PHRASING_FIT:
                 intents.add(name)
-        polarity, unsure = self._polarity(norm)
+        polarity, unsure, consent_only = self._polarity(norm)
         covered = sum(len(cue) for _, cue, names in hits if names != {"neutral"})
         chit_chat = covered >= 0.6 * len(norm) and not norm.isdigit()
         item = None
@@ -141,7 +142,7 @@ class Reader:
         question = bool(_QUESTION.search(to_simplified(text)))
         # FAQ entries are questions: only a question, or a message with an FAQ cue, is scored.
         faq, faq_score = self._match_faq(norm) if question or self._faq_cue_hit(norm) else (None, 0.0)
-        return Reading(text=text, command=command, polarity=polarity, unsure=unsure,
+        return Reading(text=text, command=command, polarity=polarity, unsure=unsure, consent_only=consent_only,
                        intents=frozenset(intents), question=question, faq=faq, faq_score=faq_score,
                        item=item, chit_chat=chit_chat, digits=norm if norm.isdigit() else "")
 
@@ -164,20 +165,25 @@ class Reader:
             return []
         return [(m.start(), m.group(0), self._cue_intents[m.group(0)]) for m in self._scanner.finditer(norm)]
 
-    def _polarity(self, norm: str) -> tuple[bool | None, bool]:
-        """The yes/no of an answer: its first affirm/deny/unsure cue, in the last contrasted part."""
+    def _polarity(self, norm: str) -> tuple[bool | None, bool, bool]:
+        """(yes/no, unsure, consent only) of an answer: its first polar cue, in the last contrasted
+        part; a consent cue followed by a factual yes ("好的,有") counts as the factual yes."""
         parts = [p for p in _CONTRAST.split(norm) if p]
-        decided: tuple[bool | None, bool] = (None, False)
+        decided: tuple[bool | None, bool, bool] = (None, False, False)
         for part in parts:
-            for _, _, names in self._scan(part):
-                polar = [n for n in POLAR if n in names]
-                if not polar or "neutral" in names:
-                    continue
-                if "unsure" in polar:
-                    decided = (None, True)
-                else:
-                    decided = (polar[0] == "affirm", False)
-                break
+            polar = [[n for n in POLAR if n in names] for _, _, names in self._scan(part) if "neutral" not in names]
+            polar = [p for p in polar if p]
+            if not polar:
+                continue
+            first = polar[0]
+            if "unsure" in first:
+                decided = (None, True, False)
+            elif "deny" in first:
+                decided = (False, False, False)
+            elif "affirm" in first or any("affirm" in p for p in polar[1:] if "deny" not in p):
+                decided = (True, False, False)
+            else:
+                decided = (True, False, True)
         return decided
 
     def _match_faq(self, norm: str) -> tuple[str | None, float]:
