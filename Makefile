@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 GATEWAY := tests/e2e/gateway
 
-.PHONY: run test bench setup setup-test e2e-deps fonts browser clean
+.PHONY: run test bench setup setup-test e2e-deps fonts browser postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,11 +29,21 @@ browser:
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "note: install chromium (Debian package) for the browser tests"; }
 
+# PostgreSQL server binaries for the store's PostgreSQL tests (Debian package; needs root, as on CI).
+# The tests run their own throwaway server (tests/pg_support.py), so the package's default
+# cluster on port 5432 is not wanted: create_main_cluster = false before installing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (mkdir -p /etc/postgresql-common/createcluster.d && \
+	    echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/no-main-cluster.conf && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || echo "note: install postgresql (Debian package) for the PostgreSQL tests"; }
+
 # Node Wechaty gateway for the end-to-end tests, pinned by its package-lock.json.
 e2e-deps:
 	@test -d $(GATEWAY)/node_modules || (cd $(GATEWAY) && npm ci --no-audit --no-fund --loglevel=error)
 
-test: setup fonts e2e-deps browser
+test: setup fonts e2e-deps browser postgres
 	$(PY) -m pytest -q
 
 bench: setup

@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--password-stdin", action="store_true", required=True,
                            help="read the password from standard input (never from the command line)")
 
+    db = sub.add_parser("db", help="the store")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    p = db_sub.add_parser("migrate", help="apply pending schema versions (also done at every start)")
+    _add_common(p)
+
     ap_ = sub.add_parser("appeals", help="appeal packages")
     a_sub = ap_.add_subparsers(dest="appeals_command", required=True)
     p = a_sub.add_parser("list", help="list appeal packages with their status (identity masked)")
@@ -124,6 +129,29 @@ def _cmd_kb_check(settings, args) -> int:
     return 0
 
 
+def _cmd_db(settings, args) -> int:
+    from bot.appeals.crypto import AppealKeyError, Vault, load_or_create_key
+    from bot.store import KeyMismatch, Store
+    from bot.store.sqlite import SCHEMA_VERSION
+
+    try:
+        store = Store(settings.db_path, Vault(load_or_create_key(settings)))
+    except AppealKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        store.check_key()
+        applied = store.migrations_applied
+        print(f"{settings.db_path}: schema version {store.schema_version()} of {SCHEMA_VERSION}; "
+              + (f"applied {', '.join(map(str, applied))}" if applied else "up to date"))
+    except KeyMismatch:
+        print("error: the encryption key is not the one this data dir was written with", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -168,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         except (StartupError, AppealKeyError) as exc:  # a wrong or invalid key: one line, no traceback
             print(f"not starting: {exc}", file=sys.stderr)
             return 2
+    if args.command == "db":
+        return _cmd_db(settings, args)
     if args.command == "web":
         from bot.web.serve import web_command
 

@@ -24,44 +24,55 @@ from pathlib import Path
 from bot.appeals.crypto import Vault, VaultError
 from bot.messages import Outgoing
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    chat TEXT NOT NULL, sender TEXT NOT NULL, state TEXT NOT NULL,
-    data BLOB NOT NULL, last_activity TEXT NOT NULL, reminded INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (chat, sender));
-CREATE TABLE IF NOT EXISTS processed (message_id TEXT PRIMARY KEY, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS appeals (
-    appeal_id TEXT PRIMARY KEY, sender TEXT NOT NULL, route TEXT NOT NULL, prompt_id INTEGER,
-    status TEXT NOT NULL, masked_identity TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL, prompt_id INTEGER, at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_at ON events (at);
-CREATE TABLE IF NOT EXISTS unmatched (text TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, mode TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, reply_to TEXT, chat TEXT NOT NULL,
-    payload BLOB NOT NULL, created_at TEXT NOT NULL, sent_at TEXT);
-CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS appeal_history (
-    appeal_id TEXT NOT NULL, status TEXT NOT NULL, at TEXT NOT NULL, by TEXT NOT NULL, note TEXT);
-CREATE INDEX IF NOT EXISTS appeal_history_id ON appeal_history (appeal_id, at);
-CREATE TABLE IF NOT EXISTS web_users (
-    name TEXT PRIMARY KEY, hash TEXT NOT NULL, created_at TEXT NOT NULL,
-    failed INTEGER NOT NULL DEFAULT 0, locked_until TEXT);
-CREATE TABLE IF NOT EXISTS audit (
-    at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, target TEXT, source TEXT);
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
-CREATE TABLE IF NOT EXISTS sends (
-    appeal_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL, last_error TEXT);
-"""
-# Columns added after the first release: (table, column, declaration).
-_MIGRATIONS = [
-    ("appeals", "status_at", "TEXT"),
-    ("appeals", "message_id", "TEXT"),
-    ("appeals", "sent_at", "TEXT"),
-    ("appeals", "note", "TEXT"),
-    ("appeals", "package_deleted", "INTEGER NOT NULL DEFAULT 0"),
+# Versioned schema. Each version is applied once, in order, inside one BEGIN IMMEDIATE transaction
+# (SQLite's write lock: two processes starting at once take turns; the second finds it done).
+# A step is SQL, or ("add_column", table, column, declaration), which is skipped when the column is
+# already there (databases from before versioning).
+SCHEMA_VERSIONS: list[tuple[int, str, list]] = [
+    (1, "conversations, dedupe, appeals, stats, rooms", [
+        """CREATE TABLE IF NOT EXISTS conversations (
+            chat TEXT NOT NULL, sender TEXT NOT NULL, state TEXT NOT NULL,
+            data BLOB NOT NULL, last_activity TEXT NOT NULL, reminded INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (chat, sender))""",
+        "CREATE TABLE IF NOT EXISTS processed (message_id TEXT PRIMARY KEY, at TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS appeals (
+            appeal_id TEXT PRIMARY KEY, sender TEXT NOT NULL, route TEXT NOT NULL, prompt_id INTEGER,
+            status TEXT NOT NULL, masked_identity TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        "CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL, prompt_id INTEGER, at TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS events_at ON events (at)",
+        "CREATE TABLE IF NOT EXISTS unmatched (text TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, mode TEXT NOT NULL)",
+    ]),
+    (2, "durable outbox, key check", [
+        """CREATE TABLE IF NOT EXISTS outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, reply_to TEXT, chat TEXT NOT NULL,
+            payload BLOB NOT NULL, created_at TEXT NOT NULL, sent_at TEXT)""",
+        "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, id)",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    ]),
+    (3, "appeal statuses, history, send queue, retention", [
+        ("add_column", "appeals", "status_at", "TEXT"),
+        ("add_column", "appeals", "message_id", "TEXT"),
+        ("add_column", "appeals", "sent_at", "TEXT"),
+        ("add_column", "appeals", "note", "TEXT"),
+        ("add_column", "appeals", "package_deleted", "INTEGER NOT NULL DEFAULT 0"),
+        """CREATE TABLE IF NOT EXISTS appeal_history (
+            appeal_id TEXT NOT NULL, status TEXT NOT NULL, at TEXT NOT NULL, by TEXT NOT NULL, note TEXT)""",
+        "CREATE INDEX IF NOT EXISTS appeal_history_id ON appeal_history (appeal_id, at)",
+        """CREATE TABLE IF NOT EXISTS sends (
+            appeal_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL,
+            last_error TEXT)""",
+    ]),
+    (4, "web console operators and audit log", [
+        """CREATE TABLE IF NOT EXISTS web_users (
+            name TEXT PRIMARY KEY, hash TEXT NOT NULL, created_at TEXT NOT NULL,
+            failed INTEGER NOT NULL DEFAULT 0, locked_until TEXT)""",
+        """CREATE TABLE IF NOT EXISTS audit (
+            at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, target TEXT, source TEXT)""",
+        "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
+    ]),
 ]
+SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 # Appeal statuses: set by the bot, then by operators.
 BOT_STATUSES = ("ready", "queued", "sent", "failed")
 OPERATOR_STATUSES = ("reviewing", "resolved", "rejected", "need_more")
@@ -157,15 +168,34 @@ class Store:
         os.chmod(path, 0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        self.migrations_applied = self.migrate()
 
-    def _migrate(self) -> None:
-        with self.transaction():
-            for table, column, decl in _MIGRATIONS:
-                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    def schema_version(self) -> int:
+        self._exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+        return self._query("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0]
+
+    def migrate(self) -> list[int]:
+        """Apply the schema versions this database lacks (at every start); returns those applied."""
+        applied = []
+        with self.transaction():  # BEGIN IMMEDIATE: one process at a time
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                             "(version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+            current = self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            for version, _, steps in SCHEMA_VERSIONS:
+                if version <= current:
+                    continue
+                for step in steps:
+                    if isinstance(step, tuple):
+                        _, table, column, decl = step
+                        have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                        if column not in have:
+                            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+                    else:
+                        self._db.execute(step)
+                self._db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                                 (version, _iso(datetime.now(timezone.utc))))
+                applied.append(version)
+        return applied
 
     def close(self) -> None:
         with self._lock:
