@@ -247,3 +247,17 @@ async def test_agreeing_is_no_answer_to_a_question_of_fact(driver):
     assert r["awaiting"] == "route" and "线上反馈" in r["text"]
     r = await driver.say("好的，有的")
     assert r["awaiting"] == "failure_video"
+
+
+async def test_a_question_at_the_summary_is_answered_and_the_summary_kept(driver, media):
+    from driver import online_answers
+
+    await to_state(driver, P2, "需要", "有")
+    answers = online_answers(media)
+    r = (await driver.send(**{"from": "u1", **answers["failure_video"]}))[-1]
+    while r["awaiting"] != "confirm":
+        r = (await driver.send(**{"from": "u1", **answers[r["awaiting"]]}))[-1]
+    r = await driver.say("提交之后多久有结果？")
+    assert r["awaiting"] == "confirm" and "在线人工客服" in r["text"] and "确认" in r["text"]
+    r = await driver.say("好的")  # agreement is enough to confirm here
+    assert r["appeal_id"]

@@ -585,7 +585,7 @@ class Dialog:
         spec = SLOTS.get(awaiting) if state == "collecting" else None
         # A photo or video may arrive labelled as a file, or as the other kind: content decides.
         if spec is not None and spec.kind != "text":
-            check = self._check_file(att.path, spec.kind)
+            check = await self._check_file_async(att.path, spec.kind)
             if check.ok or att.kind in (spec.kind, "file"):
                 return await self._fill_file_slot(t, awaiting, att.path, check)
         if state in ("collecting", "military", "confirm", "route", "file_slot", "switch") and t.data.get("route"):
@@ -602,6 +602,12 @@ class Dialog:
                 return self._new_prompt(t, result)
             return self._answer_match(t, result, room=False, source=text)
         return [self._say(t, self.r("file_idle"))]
+
+    async def _check_file_async(self, path: Path, kind: str) -> v.Validation:
+        # Decoding a video (or a big photo) takes long enough to hold every chat: off the loop.
+        if kind == "video" or Path(path).stat().st_size > OFF_LOOP_BYTES:
+            return await asyncio.to_thread(self._check_file, path, kind)
+        return self._check_file(path, kind)
 
     def _check_file(self, path: Path, kind: str) -> v.Validation:
         max_bytes = int(self.settings.max_attachment_mb * 1024 * 1024)
@@ -631,9 +637,9 @@ class Dialog:
 
     async def _keep_pending(self, t: Turn, path: Path, kind: str) -> list[Outgoing]:
         want = "video" if kind in ("video", "file") else "image"
-        check = self._check_file(path, want)
+        check = await self._check_file_async(path, want)
         if not check.ok and kind == "file":
-            want, check = "image", self._check_file(path, "image")
+            want, check = "image", await self._check_file_async(path, "image")
         if not check.ok:
             return [self._say(t, check.error + "\n" + self._pending_line(t))]
         ref = await self._store_file_async(t, path, check)
