@@ -241,3 +241,16 @@ async def test_a_running_bot_picks_up_a_taught_phrasing_on_its_next_tick(tmp_pat
         assert r["prompt_id"] == 15
     finally:
         await d.close()
+
+
+def test_pages_escape_what_creators_typed_and_allow_no_script(app, world):
+    from datetime import datetime, timezone
+
+    app.state.console.store.record_unmatched("<script>alert(1)</script>认证", datetime.now(timezone.utc))
+    c = logged_in(app)
+    r = c.get("/unmatched")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text and "<script>alert" not in r.text
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp  # so no script runs at all
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+    assert "<script" not in c.get("/appeals").text and "onchange=" not in c.get("/appeals").text
