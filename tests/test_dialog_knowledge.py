@@ -37,7 +37,9 @@ def test_materials_answer_lists_both_routes_in_the_seeds_order(kb):
     faq = next(f for f in kb.faq if f.id == "materials")
     d = Dialog.__new__(Dialog)
     d.kb = kb
-    d.settings = type("S", (), {"appeal_email": "", "expiry_hours": 24.0, "reminder_minutes": 30.0})()
+    from bot.settings import load_settings
+
+    d.settings = load_settings(env={})
     text = render(faq.answer, **d._faq_fields(None))
     seed_list = re.search(r"所需材料:(①大鱼号名称.*?联系方式)", SEED_TEXT).group(1)
     labels = re.findall(r"[①-⑬]([^;。]+)", seed_list)

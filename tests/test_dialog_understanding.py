@@ -261,3 +261,14 @@ async def test_a_question_at_the_summary_is_answered_and_the_summary_kept(driver
     assert r["awaiting"] == "confirm" and "在线人工客服" in r["text"] and "确认" in r["text"]
     r = await driver.say("好的")  # agreement is enough to confirm here
     assert r["appeal_id"]
+
+
+@pytest.mark.parametrize("smtp,expect", [(False, "社群管理员"), (True, "我会把材料包直接发送到大鱼号邮箱")])
+async def test_how_the_package_reaches_the_platform(tmp_path, smtp, expect):
+    env = {"BOT_SMTP_HOST": "127.0.0.1"} if smtp else {}
+    d = await Driver.open(tmp_path, **env)
+    try:
+        r = await d.say("材料包怎么发给我")
+        assert expect in r["text"] and "线上反馈" in r["text"]
+    finally:
+        await d.close()

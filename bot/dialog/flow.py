@@ -263,6 +263,8 @@ class Dialog:
             "reminder_minutes": f"{self.settings.reminder_minutes:g}",
             "online_materials": "".join(f"{CIRCLED[i]}{m.label};" for i, m in enumerate(routes["online"].materials)),
             "email_materials": "".join(f"{CIRCLED[i]}{m.label};" for i, m in enumerate(routes["email"].materials)),
+            "delivery": self.r("delivery_smtp", email=email) if smtp_enabled(self.settings)
+            else self.r("delivery_operator"),
         }
 
     # -- idle and matching -----------------------------------------------------------------

@@ -49,7 +49,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "appeal_done_online": ("appeal_id!", "count", "items!"),
     "appeal_queued": ("appeal_id!", "email!", "subject"),
     "appeal_done_operator": ("appeal_id!", "subject"),
-    "retention": ("retention_days!",),
+    "retention": ("retention_days!",), "delivery_smtp": ("email!",), "delivery_operator": (),
     # the appeal's life after 确认 (sent by the send queue or an operator's status change)
     "appeal_sent": ("appeal_id!", "email"), "appeal_send_failed": ("appeal_id!",),
     "appeal_too_large": ("appeal_id!",), "admin_appeal_failed": ("appeal_id!", "reason!"),
@@ -76,7 +76,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
 # Placeholders of a group's chat remedy, and of FAQ answers.
 CHAT_FIELDS = ("appeal_email", "name")
 FAQ_FIELDS = ("item", "item_why", "item_what", "item_where", "appeal_email", "expiry_hours",
-              "reminder_minutes", "online_materials", "email_materials")
+              "reminder_minutes", "online_materials", "email_materials", "delivery")
 # What the dialog relies on in knowledge/intents.yaml.
 REQUIRED_COMMANDS = ("cancel", "restart", "skip", "progress", "help", "delete", "appeal", "pause",
                      "details", "resume")
