@@ -144,8 +144,11 @@ class Engine:
 
         A redelivered message id returns [] (its replies, if not yet sent, wait in the outbox)."""
         now = msg.at or datetime.now(timezone.utc)
-        if len(msg.text) > MAX_MESSAGE_CHARS:  # bounded work per message, before any scan
-            msg = dataclasses.replace(msg, text=msg.text[:MAX_MESSAGE_CHARS])
+        # Bounded work per message, before any scan; undecodable bytes (lone surrogates from a
+        # terminal or a broken client) become "?" so no later step can choke on them.
+        text = msg.text[:MAX_MESSAGE_CHARS].encode("utf-8", "replace").decode("utf-8")
+        if text != msg.text:
+            msg = dataclasses.replace(msg, text=text)
         if msg.room:
             if self.settings.room_allowlist and msg.chat not in self.settings.room_allowlist:
                 return []

@@ -146,3 +146,9 @@ async def test_a_failing_turn_is_answered_once_and_keeps_the_state(tmp_path, mon
         assert d.engine.store.load("u1", "u1").data["awaiting"] == "account_name"
     finally:
         await d.close()
+
+
+async def test_undecodable_bytes_get_a_clear_reply_not_an_error(driver):
+    await to_state(driver, P2, "是", "没有")
+    r = await driver.say("\udcff\udcfe 乱码")  # what a terminal hands over for invalid UTF-8
+    assert "出了点问题" not in r["text"] and r["awaiting"] == "account_name"
