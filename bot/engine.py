@@ -63,7 +63,7 @@ class KnowledgeSnapshot:
     matcher: Matcher
     loaded_at: datetime
     loaded_by: str
-    reader: Reader | None = None  # intents and FAQ, built from the same base
+    reader: Reader  # intents and FAQ, built from the same base
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,7 @@ class Engine:
             if ocr_available():  # a cheap check: the engine itself loads on the first image
                 ocr = ScreenshotReader.from_settings(settings)
         engine = cls(settings, store, vault, snapshot, ocr)
-        # At start no turn is in flight: whatever no state references is a crash's leftover.
-        from bot.store.janitor import clean
-
-        counts = clean(settings, store, min_age_seconds=0)
-        if any(counts.values()):
-            log.info("start-up clean-up removed %d working files, %d temp package folders",
-                     counts["files"], counts["temp_packages"])
+        engine.janitor(min_age=timedelta(0))  # at start no turn is in flight: leftovers are a crash's
         return engine
 
     @staticmethod
@@ -209,7 +203,7 @@ class Engine:
                     continue
                 writes = Writes()
                 self.dialog.use(self.snapshot.kb, self.snapshot.matcher, self.snapshot.reader)
-                replies = self.dialog.on_idle(self.snapshot.kb, conv, now, writes)
+                replies = self.dialog.on_idle(conv, now, writes)
                 for r in replies:
                     r.state = conv.state
                     r.awaiting = awaiting_of(conv)
@@ -233,11 +227,12 @@ class Engine:
 
     async def drain_sends(self, now: datetime | None = None, rounds: int = 3) -> list[Outgoing]:
         """Attempt what is due in the send queue now (a few rounds, no waiting): replay's exit."""
+        now = now or datetime.now(timezone.utc)
         out: list[Outgoing] = []
         for _ in range(rounds):
-            if not self.store.due_sends(now or datetime.now(timezone.utc)):
+            if not self.store.due_sends(now):
                 break
-            out += await self.sender.work(now or datetime.now(timezone.utc))
+            out += await self.sender.work(now)
         return out
 
     def expire_packages(self, now: datetime) -> int:
@@ -280,12 +275,12 @@ class Engine:
                 self.store.mark_sent([r.outbox_id])
                 count += 1
 
-    def janitor(self) -> dict:
+    def janitor(self, min_age: timedelta = JANITOR_MIN_AGE) -> dict:
         """Remove working files no conversation references and temp package folders, when older
         than a few minutes (a turn in flight may have written a file it has not committed yet)."""
         from bot.store.janitor import clean
 
-        counts = clean(self.settings, self.store, min_age_seconds=JANITOR_MIN_AGE.total_seconds())
+        counts = clean(self.settings, self.store, min_age_seconds=min_age.total_seconds())
         if any(counts.values()):
             log.info("janitor removed %d working files, %d temp package folders",
                      counts["files"], counts["temp_packages"])
@@ -313,10 +308,8 @@ class Engine:
                                            + f":{exc.reason}")
             self.snapshot = new
             self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
-            before, after = old.kb.summary(), new.kb.summary()
-            added = sorted(after.keys() - before.keys())
-            removed = sorted(before.keys() - after.keys())
-            changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
+            d = old.kb.diff(new.kb)
+            added, removed, changed = d["added"], d["removed"], d["changed"]
             log.info("knowledge reloaded by %s: version %s", by, new.kb.version)
 
             def ids(xs):

@@ -45,6 +45,15 @@ class AppealSender:
     def _tell_admins(self, text: str) -> list[Outgoing]:
         return [Outgoing(chat=a, to=a, text=text) for a in self.engine.settings.admins]
 
+    def _give_up(self, writes: Writes, appeal: dict, now: datetime, status: str, reason: str,
+                 creator_text: str) -> list[Outgoing]:
+        """Out of the queue with `status` and the reason; the creator and the admins are told."""
+        appeal_id = appeal["appeal_id"]
+        writes.drop_send(appeal_id)
+        writes.set_status(appeal_id, status, now, "bot", reason)
+        return [self._tell(appeal, self._r(creator_text, appeal_id=appeal_id)),
+                *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id, reason=reason))]
+
     async def work(self, now: datetime) -> list[Outgoing]:
         """Attempt every due send once; returns the notifications committed."""
         store, settings = self.engine.store, self.engine.settings
@@ -67,29 +76,18 @@ class AppealSender:
                 await delivery.send(settings, prepared)
             except delivery.TooLarge as exc:
                 log.warning("appeal %s too large to email", appeal_id)
-                writes.drop_send(appeal_id)
-                writes.set_status(appeal_id, "ready", now, "bot", exc.reason)
-                replies = [self._tell(appeal, self._r("appeal_too_large", appeal_id=appeal_id)),
-                           *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id, reason=exc.reason))]
+                replies = self._give_up(writes, appeal, now, "ready", exc.reason, "appeal_too_large")
             except delivery.SendError as exc:
                 attempts += 1
                 if exc.permanent or attempts >= MAX_ATTEMPTS:
                     log.warning("appeal %s: send failed for good (%s)", appeal_id, exc.reason)
-                    writes.drop_send(appeal_id)
-                    writes.set_status(appeal_id, "failed", now, "bot", exc.reason)
-                    replies = [self._tell(appeal, self._r("appeal_send_failed", appeal_id=appeal_id)),
-                               *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id,
-                                                          reason=exc.reason))]
+                    replies = self._give_up(writes, appeal, now, "failed", exc.reason, "appeal_send_failed")
                 else:
                     log.info("appeal %s: send attempt %d failed (%s); retrying", appeal_id, attempts, exc.reason)
                     writes.queue_send(appeal_id, now + backoff(attempts), attempts, exc.reason)
             except Exception as exc:  # a broken package: the operator must look at it
                 log.error("appeal %s: cannot prepare the email (%s)", appeal_id, type(exc).__name__)
-                writes.drop_send(appeal_id)
-                writes.set_status(appeal_id, "failed", now, "bot", type(exc).__name__)
-                replies = [self._tell(appeal, self._r("appeal_send_failed", appeal_id=appeal_id)),
-                           *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id,
-                                                      reason=type(exc).__name__))]
+                replies = self._give_up(writes, appeal, now, "failed", type(exc).__name__, "appeal_send_failed")
             else:
                 _crash_point("after_smtp")
                 log.info("appeal %s sent (%d bytes%s)", appeal_id, len(prepared.data),

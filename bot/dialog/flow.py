@@ -108,8 +108,8 @@ class Dialog:
 
     # == entry point ====================================================================
     async def handle(self, kb: KnowledgeBase, matcher: Matcher, msg: Incoming, conv: Conversation,
-                     now: datetime, reader: Reader | None = None, writes: Writes | None = None) -> list[Outgoing]:
-        self.use(kb, matcher, reader or Reader(kb))
+                     now: datetime, reader: Reader, writes: Writes | None = None) -> list[Outgoing]:
+        self.use(kb, matcher, reader)
         turn = Turn(msg, conv, now, writes=writes if writes is not None else Writes())
         if msg.attachment is None:
             turn.reading = self.reader.read(msg.text or "")
@@ -121,9 +121,8 @@ class Dialog:
         """A named text of the responses catalogue, filled in."""
         return render(self.kb.responses[name], **fields)
 
-    def _match(self, t: Turn, text: str | None = None) -> MatchResult:
-        if text is not None:
-            return self.matcher.match(text)
+    def _match(self, t: Turn) -> MatchResult:
+        """The message matched against the prompts, once per turn."""
         if t._match is None:
             t._match = self.matcher.match(t.msg.text or "")
         return t._match
@@ -143,7 +142,7 @@ class Dialog:
                     return [self._say(t, self.r("room_id_photo_warning"), mention=True)]
                 if text:
                     result = self.matcher.match(text)
-                    if result.tier != "none" and not getattr(result, "vague", False):
+                    if result.tier != "none" and not result.vague:
                         return self._answer_match(t, result, room=True, source=text)
             return [self._say(t, self.r("room_no_files"), mention=True)]
         if t.conv.state == "choice":
@@ -235,8 +234,7 @@ class Dialog:
         faq = next((f for f in self.kb.faq if f.id == rd.faq), None)
         fields = self._faq_fields(item)
         if faq is not None:
-            needs_item = any(k in faq.answer for k in ("{item", ))
-            if not needs_item:
+            if "{item" not in faq.answer:
                 return render(faq.answer, **fields)
             if item is not None:
                 key = {"why_item": "why", "what_item": "what", "where_item": "where"}.get(faq.id)
@@ -304,7 +302,7 @@ class Dialog:
                 return self._remedy(t, no_prompt, room)
         if rd.has("out_of_scope") and result.tier != "confident":
             return [self._say(t, self.r("out_of_scope"), mention=room)]
-        if getattr(result, "vague", False):
+        if result.vague:
             t.data["clarifying"] = True
             t.conv.state = "idle"
             return [self._say(t, self.r("clarify"), mention=room, prompt_id=None)]
@@ -598,7 +596,7 @@ class Dialog:
                 return [self._say(t, self.r("image_unreadable"))]
             result = self.matcher.match(text)
             self._record_match(t, result)
-            if result.tier == "none" or getattr(result, "vague", False):
+            if result.tier == "none" or result.vague:
                 return [self._say(t, self.r("image_no_prompt"))]
             if state in _APPEAL_STATES and result.tier == "confident":
                 return self._new_prompt(t, result)
@@ -606,10 +604,8 @@ class Dialog:
         return [self._say(t, self.r("file_idle"))]
 
     async def _check_file_async(self, path: Path, kind: str) -> v.Validation:
-        # Decoding a video (or a big photo) takes long enough to hold every chat: off the loop.
-        if kind == "video" or Path(path).stat().st_size > OFF_LOOP_BYTES:
-            return await asyncio.to_thread(self._check_file, path, kind)
-        return self._check_file(path, kind)
+        # Decoding a video (or a big photo) takes long enough to hold every chat.
+        return await _off_loop_if_big(path, self._check_file, path, kind, always=kind == "video")
 
     def _check_file(self, path: Path, kind: str) -> v.Validation:
         max_bytes = int(self.settings.max_attachment_mb * 1024 * 1024)
@@ -630,7 +626,7 @@ class Dialog:
             if text:
                 ref["ocr_text"] = text[:2000]
                 result = self.matcher.match(text)
-                if result.tier != "none" and not getattr(result, "vague", False):
+                if result.tier != "none" and not result.vague:
                     ref["ocr_prompt_id"] = result.id
                     if "error_prompt" not in t.data["slots"]:
                         t.data["prompt_id"] = result.id
@@ -681,11 +677,8 @@ class Dialog:
         return [self._say(t, self.r("recorded") + self.r("resume_item", item=self._label(t, t.data["awaiting"])))]
 
     async def _store_file_async(self, t: Turn, path: Path, check: v.Validation) -> dict:
-        # Encrypting a video of tens of MB would hold every chat: big files go to a thread; a
-        # photo costs less than the hand-off.
-        if Path(path).stat().st_size > OFF_LOOP_BYTES:
-            return await asyncio.to_thread(self._store_file, t, path, check)
-        return self._store_file(t, path, check)
+        # Encrypting a video of tens of MB would hold every chat.
+        return await _off_loop_if_big(path, self._store_file, t, path, check)
 
     def _store_file(self, t: Turn, path: Path, check: v.Validation) -> dict:
         user_dir = secure_dir(self.files_dir / self._user_key(t.msg.sender))
@@ -996,9 +989,8 @@ class Dialog:
                         prompt_id=t.data.get("prompt_id") if prompt_id is ... else prompt_id)
 
     # == timers =========================================================================
-    def on_idle(self, kb: KnowledgeBase, conv: Conversation, now: datetime, writes: Writes) -> list[Outgoing]:
-        """Reminder after `reminder_minutes`, expiry (and deletion) after `expiry_hours`."""
-        self.kb = kb
+    def on_idle(self, conv: Conversation, now: datetime, writes: Writes) -> list[Outgoing]:
+        """Reminder after `reminder_minutes`, expiry (and deletion) after `expiry_hours` (after `use`)."""
         idle = now - conv.last_activity
         if idle >= timedelta(hours=self.settings.expiry_hours):
             collecting = conv.data.get("slots") is not None
@@ -1019,6 +1011,14 @@ class Dialog:
             return [Outgoing(chat=conv.chat, to=conv.sender,
                              text=self.r("reminder", left=left, expiry_hours=f"{self.settings.expiry_hours:g}"))]
         return []
+
+
+async def _off_loop_if_big(path: Path, fn, *args, always: bool = False):
+    """fn(*args) in a worker thread when the file is big (or `always`); on the loop otherwise,
+    since for a photo the hand-off costs more than the work."""
+    if always or Path(path).stat().st_size > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 def _wildcard_value(prompt_text: str, wildcard: str | None, message: str | None) -> str | None:

@@ -111,6 +111,13 @@ class KnowledgeBase:
         p = self.prompt(prompt_id)
         return self.groups.get(p.group) if p else None
 
+    def diff(self, new: "KnowledgeBase") -> dict[str, list]:
+        """What a reload to `new` changes: prompt ids added, removed, changed; FAQ entries changed."""
+        before, after = self.summary(), new.summary()
+        return {"added": sorted(after.keys() - before.keys()), "removed": sorted(before.keys() - after.keys()),
+                "changed": sorted(k for k in before.keys() & after.keys() if before[k] != after[k]),
+                "faq_changed": sorted(f.id for f in new.faq if f not in self.faq)}
+
     def summary(self) -> dict[int, tuple]:
         """A comparable fingerprint per prompt id, used to report what a reload changed."""
         out = {}

@@ -357,12 +357,6 @@ class Store:
             return self._db.execute(sql, args).fetchall()
 
     # -- dedupe -----------------------------------------------------------------------
-    def mark_processed(self, message_id: str, at: datetime) -> bool:
-        """Record a message id; False when it was already handled (a redelivery)."""
-        cur = self._exec("INSERT OR IGNORE INTO processed (message_id, at) VALUES (?, ?)",
-                         (message_id, _iso(at)))
-        return cur.rowcount == 1
-
     def is_processed(self, message_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM processed WHERE message_id = ?", (message_id,)))
 
@@ -405,12 +399,6 @@ class Store:
         return [self.load(c, s) for c, s in rows]
 
     # -- appeals ----------------------------------------------------------------------
-    def add_appeal(self, appeal_id: str, sender: str, route: str, prompt_id: int | None,
-                   masked_identity: str, at: datetime, status: str = "ready") -> None:
-        writes = Writes()
-        writes.add_appeal(appeal_id, sender, route, prompt_id, masked_identity, at, status)
-        self.commit_turn(None, None, at, writes, [])
-
     def appeals(self, limit: int = 20, status: str | None = None, sender: str | None = None,
                 appeal_id: str | None = None, offset: int = 0) -> list[dict]:
         """Appeals, newest first (no personal data: the identity is masked)."""
@@ -435,9 +423,6 @@ class Store:
         self._exec("DELETE FROM appeals WHERE sender = ?", (sender,))
 
     # -- stats ------------------------------------------------------------------------
-    def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
-        self._exec("INSERT INTO events (kind, prompt_id, at) VALUES (?, ?, ?)", (kind, prompt_id, _iso(at)))
-
     def event_counts(self, since: datetime | None = None) -> dict[str, int]:
         sql, args = "SELECT kind, COUNT(*) FROM events", ()
         if since is not None:

@@ -151,9 +151,6 @@ class Outbox:
                                                           name=f"outbox-{len(self._workers)}")
         return len(parts)
 
-    def put_all(self, outs: list[Outgoing]) -> int:
-        return sum(self.put(o) for o in outs)
-
     @property
     def pending(self) -> int:
         """Parts queued or being sent."""

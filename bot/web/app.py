@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from bot.appeals.crypto import Vault, VaultError, load_or_create_key
-from bot.appeals.package import APPEAL_ID_RE, ENC, PackageError, _package_dir, export_appeal, read_appeal
+from bot.appeals.package import APPEAL_ID_RE, PackageError, _package_dir, export_appeal, read_appeal
 from bot.appeals.status import StatusError, change_status
 from bot.dialog.validators import mask_id_number
 from bot.kb import KnowledgeError, load_knowledge
@@ -364,16 +364,12 @@ def create_app(settings) -> Starlette:
 
 
 def _diff(old, new) -> str:
-    before, after = old.summary(), new.summary()
-    added = sorted(after.keys() - before.keys())
-    removed = sorted(before.keys() - after.keys())
-    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
-    faq_changed = sorted(f.id for f in new.faq if f not in old.faq)
+    d = old.diff(new)
 
     def ids(xs):
         return "、".join(map(str, xs)) if xs else "无"
-    return (f"版本 {old.version} -> {new.version};提示语新增 {ids(added)},删除 {ids(removed)},修改 {ids(changed)};"
-            f"FAQ 修改 {ids(faq_changed)}")
+    return (f"版本 {old.version} -> {new.version};提示语新增 {ids(d['added'])},删除 {ids(d['removed'])},"
+            f"修改 {ids(d['changed'])};FAQ 修改 {ids(d['faq_changed'])}")
 
 
 CHINA = timezone(timedelta(hours=8))
