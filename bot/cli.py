@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     p = db_sub.add_parser("migrate", help="apply pending schema versions (also done at every start)")
     _add_common(p)
+    p = db_sub.add_parser("copy", help="copy every row and file to another, empty store "
+                                       "(e.g. sqlite:///… to postgresql://…); encrypted data stays encrypted")
+    _add_common(p)
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="sqlite:///path or postgresql://…")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="sqlite:///path or postgresql://…")
 
     ap_ = sub.add_parser("appeals", help="appeal packages")
     a_sub = ap_.add_subparsers(dest="appeals_command", required=True)
@@ -131,24 +136,64 @@ def _cmd_kb_check(settings, args) -> int:
 
 def _cmd_db(settings, args) -> int:
     from bot.appeals.crypto import AppealKeyError, Vault, load_or_create_key
-    from bot.store import KeyMismatch, Store
+    from bot.engine import StartupError, open_store_or_fail
+    from bot.store import KeyMismatch
     from bot.store.sqlite import SCHEMA_VERSION
 
     try:
-        store = Store(settings.db_path, Vault(load_or_create_key(settings)))
+        vault = Vault(load_or_create_key(settings))
     except AppealKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.db_command == "copy":
+        return _cmd_db_copy(settings, vault, args)
+    try:
+        store = open_store_or_fail(settings, vault)
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         store.check_key()
         applied = store.migrations_applied
-        print(f"{settings.db_path}: schema version {store.schema_version()} of {SCHEMA_VERSION}; "
+        print(f"{store.describe()}: schema version {store.schema_version()} of {SCHEMA_VERSION}; "
               + (f"applied {', '.join(map(str, applied))}" if applied else "up to date"))
     except KeyMismatch:
-        print("error: the encryption key is not the one this data dir was written with", file=sys.stderr)
+        print("error: the encryption key is not the one this store was written with", file=sys.stderr)
         return 2
     finally:
         store.close()
+    return 0
+
+
+def _cmd_db_copy(settings, vault, args) -> int:
+    from pathlib import Path
+
+    from bot.store import KeyMismatch, StoreUrlError, open_url
+    from bot.store.copy import CopyError, copy_store
+
+    stores = []
+    try:
+        for url in (args.source, args.target):
+            if url.startswith("sqlite:///") and url == args.source and not Path(url[10:]).expanduser().is_file():
+                print(f"error: no SQLite file at {url[10:]}", file=sys.stderr)
+                return 2
+            # SQLite's files live beside its database file (the data dir's layout)
+            stores.append(open_url(url, vault, account=settings.account))
+        src, dst = stores
+        src.check_key()  # the data must be readable with the key the target will be used with
+        counts = copy_store(src, dst)
+    except (StoreUrlError, CopyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyMismatch:
+        print("error: the configured key is not the one the source was written with; "
+              "copy with the source's key (BOT_APPEAL_KEY or key_file)", file=sys.stderr)
+        return 2
+    finally:
+        for s in stores:
+            s.close()
+    print(f"copied {src.describe()} -> {dst.describe()}: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
     return 0
 
 

@@ -22,7 +22,7 @@ from bot.matching import Matcher
 from bot.matching.intents import Reader
 from bot.messages import Incoming, Outgoing
 from bot.settings import Settings
-from bot.store import KeyMismatch, Store, Writes
+from bot.store import AlreadyProcessed, KeyMismatch, SqlStore, Writes, open_store
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,22 @@ class StartupError(Exception):
     """The bot cannot start (a wrong key, ...): one clear line, no traceback."""
 
 
+def open_store_or_fail(settings: Settings, vault: Vault) -> SqlStore:
+    """The configured store, or one clear line (StartupError) when it cannot be opened."""
+    from bot.store import StoreUrlError
+
+    try:
+        return open_store(settings, vault)
+    except StoreUrlError as exc:
+        raise StartupError(f"database_url: {exc}") from None
+    except Exception as exc:  # an unreachable server, a refused password, a read-only file
+        from bot.store.postgres import redact
+
+        where = redact(settings.database_url) if settings.database_url else str(settings.db_path)
+        raise StartupError(f"cannot open the store at {where}: {type(exc).__name__}: "
+                           f"{redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+
+
 def _crash_point(name: str) -> None:
     """Test hook: the crash tests patch this to end the process at a named point of a turn."""
 
@@ -73,7 +89,7 @@ class ReloadReport:
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: Store, vault: Vault, snapshot: KnowledgeSnapshot, ocr=None):
+    def __init__(self, settings: Settings, store: SqlStore, vault: Vault, snapshot: KnowledgeSnapshot, ocr=None):
         self.settings = settings
         self.store = store
         self.vault = vault
@@ -85,6 +101,7 @@ class Engine:
         self._reload_lock = asyncio.Lock()
         self._last_janitor: datetime | None = None
         self._kb_signature = knowledge_signature(settings.knowledge_dir)
+        self._kb_generation = store.kb_generation()  # bumped by any process's reload
         self.sender = AppealSender(self)
 
     @classmethod
@@ -92,15 +109,15 @@ class Engine:
         secure_dir(settings.data_dir)
         vault = Vault(load_or_create_key(settings))
         snapshot = cls._load_snapshot(settings, "start")
-        store = Store(settings.db_path, vault)
+        store = open_store_or_fail(settings, vault)
         try:
             store.check_key()
         except KeyMismatch:
             store.close()
             source = "BOT_APPEAL_KEY/appeal_key" if settings.appeal_key else f"the key file {settings.key_file}"
             raise StartupError(
-                f"the encryption key ({source}) is not the one the data in {settings.data_dir} was written with; "
-                "start with the original key, or use another data dir") from None
+                f"the encryption key ({source}) is not the one the data in {store.describe()} was written with; "
+                "start with the original key, or use another data dir or database") from None
         ocr = None
         if settings.ocr_enabled:
             from bot.ocr import ScreenshotReader, ocr_available
@@ -154,30 +171,36 @@ class Engine:
                 return []
         # Hold the lock over the whole turn: two messages of one user never interleave.
         # The snapshot is taken once, so a reload mid-turn does not change the base under it.
+        # The store's turn holds the conversation across processes too (PostgreSQL: an advisory
+        # lock in the turn's transaction, which commits when the block ends).
         lock = self._lock(msg.conversation_key)
         async with lock:
-            if self.store.is_processed(msg.message_id):
-                return []
             snapshot = self.snapshot
             writes = Writes()
-            conv = None
             try:
-                if self.admin.is_command(msg.text) and (not msg.room or msg.mention):
-                    replies = await self.admin.handle(msg, now)
-                else:
-                    conv = self.store.load(msg.chat, msg.sender)
-                    replies = await self.dialog.handle(snapshot.kb, snapshot.matcher, msg, conv, now,
-                                                       snapshot.reader, writes)
-                    conv.last_activity, conv.reminded = now, False
+                async with self.store.turn(msg.conversation_key):
+                    if self.store.is_processed(msg.message_id):
+                        return []
+                    conv = None
+                    if self.admin.is_command(msg.text) and (not msg.room or msg.mention):
+                        replies = await self.admin.handle(msg, now)
+                    else:
+                        conv = self.store.load(msg.chat, msg.sender)
+                        conv.account = self.settings.account  # reminders go out through this account
+                        replies = await self.dialog.handle(snapshot.kb, snapshot.matcher, msg, conv, now,
+                                                           snapshot.reader, writes)
+                        conv.last_activity, conv.reminded = now, False
+                        for r in replies:
+                            r.state = conv.state
+                            r.awaiting = awaiting_of(conv)
                     for r in replies:
-                        r.state = conv.state
-                        r.awaiting = awaiting_of(conv)
-                for r in replies:
-                    r.reply_to = msg.message_id
-                writes.record("message", now)
-                _crash_point("before_commit")
-                self.store.commit_turn(conv, msg.message_id, now, writes, replies)
+                        r.reply_to = msg.message_id
+                    writes.record("message", now)
+                    _crash_point("before_commit")
+                    self.store.commit_turn(conv, msg.message_id, now, writes, replies)
                 _crash_point("after_commit")
+            except AlreadyProcessed:
+                return []  # another process committed this message id first
             except Exception as exc:
                 # Nothing of the turn is kept; the message is answered once and not retried.
                 log.error("message %s: handling failed (%s)", msg.message_id, type(exc).__name__,
@@ -186,9 +209,13 @@ class Engine:
                                     text=snapshot.kb.responses["error_generic"])]
                 failed = Writes()
                 failed.record("message", now)
-                self.store.commit_turn(None, msg.message_id, now, failed, replies)
+                try:
+                    async with self.store.turn(msg.conversation_key):
+                        self.store.commit_turn(None, msg.message_id, now, failed, replies)
+                except AlreadyProcessed:
+                    return []
                 return replies
-            writes.run_after_commit()
+            writes.run_after_commit(self.store.files)
         return replies
 
     async def tick(self, now: datetime | None = None) -> list[Outgoing]:
@@ -197,7 +224,9 @@ class Engine:
         due = self.store.idle_conversations(now - timedelta(minutes=self.settings.reminder_minutes))
         out: list[Outgoing] = []
         for stale in due:
-            async with self._lock(stale.key):
+            async with self._lock(stale.key), self.store.turn(stale.key, wait=False) as mine:
+                if not mine:
+                    continue  # another process is in this conversation now; its state decides
                 conv = self.store.load(stale.chat, stale.sender)  # may have moved on meanwhile
                 if conv.state == "idle" or conv.last_activity is None:
                     continue
@@ -207,10 +236,19 @@ class Engine:
                 for r in replies:
                     r.state = conv.state
                     r.awaiting = awaiting_of(conv)
+                    r.account = conv.account or None  # the account the creator talks to
                 self.store.commit_turn(conv, None, now, writes, replies)
-                writes.run_after_commit()
-                out += replies
+            writes.run_after_commit(self.store.files)
+            out += replies
         out += await self.sender.work(now)  # due appeal emails (queued at 确认, or retries)
+        generation = self.store.kb_generation()
+        if generation != self._kb_generation:
+            # another process reloaded (#reload, the web console): follow it
+            self._kb_generation = generation
+            report = await self.reload("another process", broadcast=False)
+            if not report.ok:
+                log.warning("another process reloaded, but the knowledge files do not load here; keeping version %s",
+                            self.snapshot.kb.version)
         if knowledge_signature(self.settings.knowledge_dir) != self._kb_signature:
             # the knowledge files changed on disk (the web console taught a phrasing, an operator
             # edited a file): reload like #reload; a broken file keeps the old base
@@ -239,10 +277,8 @@ class Engine:
         """Delete packages `appeal_retention_days` after their appeal was resolved or rejected."""
         from bot.appeals.package import delete_package
 
-        ids = self.store.appeals_to_expire(now - timedelta(days=self.settings.appeal_retention_days))
-        for appeal_id in ids:
-            delete_package(self.settings, appeal_id)
-            self.store.mark_package_deleted(appeal_id, now)
+        ids = self.store.expire_packages(now - timedelta(days=self.settings.appeal_retention_days), now,
+                                         lambda a: delete_package(self.settings, a, area=self.store.files))
         if ids:
             log.info("retention: deleted %d appeal packages", len(ids))
         return len(ids)
@@ -280,7 +316,10 @@ class Engine:
         than a few minutes (a turn in flight may have written a file it has not committed yet)."""
         from bot.store.janitor import clean
 
-        counts = clean(self.settings, self.store, min_age_seconds=min_age.total_seconds())
+        with self.store.exclusive("janitor") as mine:
+            if not mine:  # another process is cleaning now
+                return {"files": 0, "temp_packages": 0}
+            counts = clean(self.store, min_age_seconds=min_age.total_seconds())
         if any(counts.values()):
             log.info("janitor removed %d working files, %d temp package folders",
                      counts["files"], counts["temp_packages"])
@@ -295,8 +334,9 @@ class Engine:
         except (NotImplementedError, RuntimeError, AttributeError):  # not on this platform
             pass
 
-    async def reload(self, by: str) -> ReloadReport:
-        """Re-read the knowledge dir, validate, and swap atomically; keep the old base on error."""
+    async def reload(self, by: str, broadcast: bool = True) -> ReloadReport:
+        """Re-read the knowledge dir, validate, and swap atomically; keep the old base on error.
+        A successful reload is announced through the store: every other process follows."""
         async with self._reload_lock:
             old = self.snapshot
             try:
@@ -308,6 +348,8 @@ class Engine:
                                            + f":{exc.reason}")
             self.snapshot = new
             self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
+            if broadcast:
+                self._kb_generation = self.store.bump_kb_generation()
             d = old.kb.diff(new.kb)
             added, removed, changed = d["added"], d["removed"], d["changed"]
             log.info("knowledge reloaded by %s: version %s", by, new.kb.version)

@@ -49,3 +49,5 @@ class Outgoing:
     # in the store's outbox once committed (transports mark it sent after sending).
     reply_to: str | None = None
     outbox_id: int | None = None
+    # The WeChat account that sends it (several share one store); None = this process's account.
+    account: str | None = None

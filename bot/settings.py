@@ -24,6 +24,10 @@ def _default_key_file() -> Path:
 @dataclass
 class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
+    # sqlite:///path (default: bot.sqlite3 in the data dir) or postgresql://user:pass@host:port/db,
+    # the store several processes (one per WeChat account) share
+    database_url: str = ""
+    account: str = "main"  # this process's WeChat account, as the shared store names it
     knowledge_dir: Path = REPO_ROOT / "knowledge"
     appeal_email: str = ""  # the 大鱼号 mailbox; the seed redacts it, so it must be configured
     admins: list[str] = field(default_factory=list)

@@ -1,6 +1,8 @@
 """`python -m bot replay` that ends itself (os._exit, like kill -9) at a named point of a turn.
 
-Test-only: CRASH_AT="point:n" ends the process the n-th time `point` is reached. Points:
+Test-only: CRASH_AT="point:n" ends the process the n-th time `point` is reached, and
+CRASH_AT="point@id" kills it (SIGKILL, a real kill -9) when `point` is reached in the turn of
+message `id`. Points:
   before_commit / after_commit   around the turn's one transaction (bot.engine)
   after_send                     a reply printed, not yet marked sent (bot.engine.deliver)
   package_written                确认: the package is written, the turn not yet committed
@@ -9,23 +11,45 @@ Test-only: CRASH_AT="point:n" ends the process the n-th time `point` is reached.
 No production code knows of this: the points are patched in here.
 """
 import os
+import signal
 import sys
 
 import bot.appeals.sender
 import bot.engine
 from bot.appeals import package
-from bot.appeals.crypto import Vault
+from bot.store.files import DiskFiles
+from bot.store.postgres import DbFiles
 
-point, _, nth = os.environ.get("CRASH_AT", ":0").partition(":")
+SPEC = os.environ.get("CRASH_AT", ":0")
+point, _, nth = SPEC.partition(":")
+point, _, target = point.partition("@")
 count = {"n": 0}
+current = {"message_id": None}
 
 
 def maybe_crash(name: str) -> None:
-    if name == point:
-        count["n"] += 1
-        if count["n"] == int(nth):
+    if name != point:
+        return
+    if target:
+        if current["message_id"] == target:
             sys.stdout.flush()
-            os._exit(70)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return
+    count["n"] += 1
+    if count["n"] == int(nth):
+        sys.stdout.flush()
+        os._exit(70)
+
+
+_handle = bot.engine.Engine.handle
+
+
+async def handle(self, msg):
+    current["message_id"] = msg.message_id
+    return await _handle(self, msg)
+
+
+bot.engine.Engine.handle = handle
 
 
 bot.engine._crash_point = maybe_crash
@@ -42,17 +66,20 @@ def write_package(*args, **kwargs):
 
 package.write_package = write_package
 
-_vault_write = Vault.write
+def crash_after_file(cls):
+    original = cls.write
+
+    def write(self, key, token):
+        result = original(self, key, token)
+        if key.startswith("files/"):
+            maybe_crash("file_saved")
+        return result
+
+    cls.write = write
 
 
-def vault_write(self, path, data):
-    result = _vault_write(self, path, data)
-    if "/files/" in str(path):
-        maybe_crash("file_saved")
-    return result
-
-
-Vault.write = vault_write
+crash_after_file(DiskFiles)  # SQLite: files on disk
+crash_after_file(DbFiles)  # PostgreSQL: rows written in the turn's transaction
 
 if __name__ == "__main__":
     from bot.cli import main

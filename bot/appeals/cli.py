@@ -14,34 +14,40 @@ def appeals_command(settings, args) -> int:
     except VaultError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.appeals_command == "list":
-        return _list(settings, vault, args)
-    if args.appeals_command == "status":
-        return _status(settings, vault, args)
+    from bot.engine import StartupError
+
     try:
-        out = export_appeal(settings, vault, args.appeal_id, args.out)
-    except (PackageError, VaultError) as exc:
+        store = _store(settings, vault)
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    try:
+        if args.appeals_command == "list":
+            return _list(settings, vault, store, args)
+        if args.appeals_command == "status":
+            return _status(settings, store, args)
+        try:
+            out = export_appeal(settings, vault, args.appeal_id, args.out, area=store.files)
+        except (PackageError, VaultError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
     print(f"exported {args.appeal_id} to {out}")
     return 0
 
 
 def _store(settings, vault):
-    from bot.store import Store
+    from bot.engine import open_store_or_fail
 
-    return Store(settings.db_path, vault)
+    return open_store_or_fail(settings, vault)
 
 
-def _list(settings, vault, args) -> int:
+def _list(settings, vault, store, args) -> int:
     """Packages joined with their status in the store; identity masked."""
-    store = _store(settings, vault)
-    try:
-        statuses = {a["appeal_id"]: a for a in store.appeals(limit=100_000)}
-    finally:
-        store.close()
+    statuses = {a["appeal_id"]: a for a in store.appeals(limit=100_000)}
     rows = []
-    for r in list_appeals(settings, vault):
+    for r in list_appeals(settings, vault, area=store.files):
         a = statuses.get(r["appeal_id"], {})
         rows.append({**r, "status": a.get("status") or r.get("status"),
                      "status_at": a.get("status_at"), "note": a.get("note")})
@@ -61,7 +67,7 @@ def _list(settings, vault, args) -> int:
     return 0
 
 
-def _status(settings, vault, args) -> int:
+def _status(settings, store, args) -> int:
     from bot.appeals.status import StatusError, change_status
     from bot.kb import KnowledgeError, load_knowledge
 
@@ -70,14 +76,11 @@ def _status(settings, vault, args) -> int:
     except KnowledgeError as exc:
         print(f"knowledge base error: {exc}", file=sys.stderr)
         return 2
-    store = _store(settings, vault)
     try:
         a = change_status(settings, store, kb, args.appeal_id, args.status, by=f"cli:{args.by}", note=args.note)
     except StatusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        store.close()
     print(f"{a['appeal_id']}: {a['status']}" + (f" ({a['note']})" if a.get("note") else "")
           + " - the creator is told by the running bot")
     return 0

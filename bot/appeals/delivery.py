@@ -22,7 +22,7 @@ from pathlib import Path
 import aiosmtplib
 
 from bot.appeals.crypto import Vault
-from bot.appeals.package import EMAIL_EML, ENC, _package_dir, message_id_of
+from bot.appeals.package import EMAIL_EML, ENC, message_id_of, read_package_file
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def _password(settings) -> str | None:
     return settings.smtp_password or None
 
 
-def load_message(settings, vault: Vault, appeal_id: str) -> EmailMessage:
-    raw = vault.read(_package_dir(settings, appeal_id) / (EMAIL_EML + ENC))
+def load_message(settings, vault: Vault, appeal_id: str, area=None) -> EmailMessage:
+    raw = read_package_file(settings, vault, appeal_id, EMAIL_EML + ENC, area)
     return BytesParser(policy=policy.default).parsebytes(raw)
 
 
@@ -161,9 +161,9 @@ class Prepared:
     reencoded: tuple[str, ...]
 
 
-def prepare(settings, vault: Vault, appeal_id: str) -> Prepared:
+def prepare(settings, vault: Vault, appeal_id: str, area=None) -> Prepared:
     """The message to send (blocking work: decrypting, maybe re-encoding: run it in a thread)."""
-    msg = load_message(settings, vault, appeal_id)
+    msg = load_message(settings, vault, appeal_id, area)
     del msg["X-Unsent"]
     del msg["From"]
     del msg["To"]

@@ -1,8 +1,9 @@
 """The appeal package: everything a creator handed over, encrypted at rest.
 
-Layout (dir 0700, files 0600, every file Fernet-encrypted by a `Vault`)::
+Layout (every file Fernet-encrypted by a `Vault`; kept by the store's file area: on disk, dirs
+0700 and files 0600, for SQLite; rows of the shared database for PostgreSQL)::
 
-    <data_dir>/appeals/<appeal_id>/
+    appeals/<appeal_id>/
         appeal.json.enc          route, prompt, every slot (incl. the full ID number), file names
         <slot><ext>.enc          each attachment (ext from the sniffed content type)
         email.eml.enc            email route only: RFC 5322 message ready to send
@@ -17,8 +18,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
-import tempfile
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from email import policy
@@ -30,6 +29,7 @@ from typing import Any
 import filetype
 
 from bot.appeals.crypto import Vault, VaultError, atomic_write, load_or_create_key, secure_dir
+from bot.store.files import DiskFiles
 from bot.dialog.validators import mask_id_number
 
 __all__ = [
@@ -82,11 +82,29 @@ def appeals_dir(settings) -> Path:
     return Path(settings.data_dir) / "appeals"
 
 
-def _package_dir(settings, appeal_id: str) -> Path:
+def _area(settings, area):
+    """Where packages are kept: the store's file area, or (tools and tests) the data dir."""
+    return area if area is not None else DiskFiles(Path(settings.data_dir))
+
+
+def package_key(appeal_id: str) -> str:
     # The id becomes a path component: accept nothing but the exact format.
     if not isinstance(appeal_id, str) or not APPEAL_ID_RE.match(appeal_id):
         raise PackageError(f"不是有效的申诉编号：{appeal_id!r}")
-    return appeals_dir(settings) / appeal_id
+    return f"appeals/{appeal_id}"
+
+
+def _package_dir(settings, appeal_id: str) -> Path:
+    return Path(settings.data_dir) / package_key(appeal_id)
+
+
+def read_package_file(settings, vault: Vault, appeal_id: str, stored: str, area=None) -> bytes:
+    """One decrypted file of a package (`appeal.json.enc`, `email.eml.enc`, an attachment)."""
+    try:
+        token = _area(settings, area).read(f"{package_key(appeal_id)}/{_safe_name(stored)}")
+    except FileNotFoundError as exc:
+        raise PackageError(f"找不到申诉材料包：{appeal_id}") from exc
+    return vault.decrypt(token)
 
 
 def _json_default(obj: Any):
@@ -187,9 +205,10 @@ def build_email(
 
 
 def write_package(
-    settings, vault: Vault, record: Mapping, files: Mapping[str, bytes | str | os.PathLike]
+    settings, vault: Vault, record: Mapping, files: Mapping[str, bytes | str | os.PathLike], area=None
 ) -> Path:
-    """Write the encrypted package for `record` and return its directory.
+    """Write the encrypted package for `record` and return its directory (on disk; with the
+    database's file area, where it would be).
 
     Every material of `record["materials"]` must be present, except `optional` ones, which
     may be absent/None/"skipped". Written into a temp dir, then renamed into place, so a
@@ -197,7 +216,7 @@ def write_package(
     (a 确认 redelivered after a crash gives one package, not two).
     """
     appeal_id = record.get("appeal_id")
-    final = _package_dir(settings, appeal_id)
+    key = package_key(appeal_id)
     route = record.get("route")
     if route not in ("online", "email"):
         raise PackageError(f"未知的申诉途径：{route!r}")
@@ -275,45 +294,26 @@ def write_package(
         email_record = {**record, "slots": {**slots_in, **{k: v for k, v in slots_out.items() if v is not None}}}
         eml = build_email(settings, email_record, attachments, files_data).as_bytes(policy=policy.SMTP)
 
-    root = secure_dir(appeals_dir(settings))
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{appeal_id}-"))  # created 0700
-    try:
-        for att in attachments:
-            vault.write(tmp / att["stored"], files_data[att["slot"]])
-        if route == "email":
-            vault.write(tmp / (EMAIL_EML + ENC), eml)
-        body = json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default).encode("utf-8")
-        vault.write(tmp / (APPEAL_JSON + ENC), body)
-        os.chmod(tmp, 0o700)
-        if final.exists():  # the same package written again: swap it in whole
-            old = final.with_name(f".old-{appeal_id}-{os.getpid()}")
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    tree = {att["stored"]: vault.encrypt(files_data[att["slot"]]) for att in attachments}
+    if route == "email":
+        tree[EMAIL_EML + ENC] = vault.encrypt(eml)
+    body = json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default).encode("utf-8")
+    tree[APPEAL_JSON + ENC] = vault.encrypt(body)
+    # Whole or not at all (the same package written again is swapped in whole).
+    _area(settings, area).write_tree(key, tree)
+    return _package_dir(settings, appeal_id)
 
 
-def read_appeal(settings, vault: Vault, appeal_id: str) -> dict:
+def read_appeal(settings, vault: Vault, appeal_id: str, area=None) -> dict:
     """The decrypted appeal.json of one package."""
-    path = _package_dir(settings, appeal_id) / (APPEAL_JSON + ENC)
-    if not path.exists():
-        raise PackageError(f"找不到申诉材料包：{appeal_id}")
     try:
-        return json.loads(vault.read(path))
+        return json.loads(read_package_file(settings, vault, appeal_id, APPEAL_JSON + ENC, area))
     except json.JSONDecodeError as exc:
         raise PackageError(f"申诉材料包已损坏：{appeal_id}") from exc
 
 
-def _package_ids(settings) -> list[str]:
-    root = appeals_dir(settings)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and APPEAL_ID_RE.match(p.name))
+def _package_ids(settings, area=None) -> list[str]:
+    return [name for name in _area(settings, area).folders("appeals") if APPEAL_ID_RE.match(name)]
 
 
 def _mask_name(name: Any) -> str | None:
@@ -322,13 +322,13 @@ def _mask_name(name: Any) -> str | None:
     return name[0] + "*"
 
 
-def list_appeals(settings, vault: Vault) -> list[dict]:
+def list_appeals(settings, vault: Vault, area=None) -> list[dict]:
     """One summary per package, oldest first; identity masked. Unreadable ones are listed
     with `status: "unreadable"` (e.g. written with another key)."""
     out: list[dict] = []
-    for appeal_id in _package_ids(settings):
+    for appeal_id in _package_ids(settings, area):
         try:
-            meta = read_appeal(settings, vault, appeal_id)
+            meta = read_appeal(settings, vault, appeal_id, area)
         except (VaultError, PackageError):
             out.append({"appeal_id": appeal_id, "status": "unreadable"})
             continue
@@ -355,52 +355,32 @@ def _safe_name(name: str) -> str:
     return name
 
 
-def export_appeal(settings, vault: Vault, appeal_id: str, out_dir: str | os.PathLike) -> Path:
+def export_appeal(settings, vault: Vault, appeal_id: str, out_dir: str | os.PathLike, area=None) -> Path:
     """Decrypt a package into `out_dir` (0700): appeal.json, email.eml (email route) and the
     attachments under their plain names (all 0600). Returns `out_dir`."""
-    pkg = _package_dir(settings, appeal_id)
-    meta = read_appeal(settings, vault, appeal_id)
+    meta = read_appeal(settings, vault, appeal_id, area)
     out = secure_dir(out_dir)
     atomic_write(out / APPEAL_JSON, json.dumps(meta, ensure_ascii=False, indent=2).encode("utf-8"))
     if meta.get("route") == "email":
-        atomic_write(out / EMAIL_EML, vault.read(pkg / (EMAIL_EML + ENC)))
+        atomic_write(out / EMAIL_EML, read_package_file(settings, vault, appeal_id, EMAIL_EML + ENC, area))
     for att in meta.get("attachments") or []:
-        atomic_write(out / _safe_name(att["name"]), vault.read(pkg / _safe_name(att["stored"])))
+        atomic_write(out / _safe_name(att["name"]), read_package_file(settings, vault, appeal_id, att["stored"], area))
     return out
 
 
-def delete_temp_packages(settings, appeal_ids=None, older_than: float | None = None) -> int:
+def delete_temp_packages(settings, appeal_ids=None, older_than: float | None = None, area=None) -> int:
     """Remove leftovers of interrupted writes (`.tmp-<id>-…`, `.old-<id>-…`): those of the given
     appeal ids, or any older than `older_than` seconds. Returns how many."""
-    root = appeals_dir(settings)
-    if not root.is_dir():
-        return 0
-    removed = 0
-    now = datetime.now(timezone.utc).timestamp()
-    for p in root.iterdir():
-        if not (p.name.startswith(".tmp-") or p.name.startswith(".old-")):
-            continue
-        mine = appeal_ids is not None and any(p.name.startswith((f".tmp-{a}-", f".old-{a}-")) for a in appeal_ids)
-        try:
-            old = older_than is not None and now - p.stat().st_mtime > older_than
-        except FileNotFoundError:
-            continue
-        if mine or old:
-            shutil.rmtree(p, ignore_errors=True)
-            removed += 1
-    return removed
+    return _area(settings, area).delete_temp_folders("appeals", set(appeal_ids) if appeal_ids is not None else None,
+                                                     older_than)
 
 
-def delete_package(settings, appeal_id: str) -> bool:
+def delete_package(settings, appeal_id: str, area=None) -> bool:
     """Remove one package (retention); True when it existed."""
-    path = _package_dir(settings, appeal_id)
-    if not path.exists():
-        return False
-    shutil.rmtree(path)
-    return True
+    return _area(settings, area).delete_tree(package_key(appeal_id))
 
 
-def delete_appeals_of_user(settings, user: str, vault: Vault | None = None) -> int:
+def delete_appeals_of_user(settings, user: str, vault: Vault | None = None, area=None) -> int:
     """Remove every package whose appeal.json names `user`; returns how many.
 
     The user id is only inside the encrypted appeal.json, so the vault (or the configured
@@ -409,13 +389,13 @@ def delete_appeals_of_user(settings, user: str, vault: Vault | None = None) -> i
     if vault is None:
         vault = Vault(load_or_create_key(settings))
     removed = 0
-    for appeal_id in _package_ids(settings):
+    for appeal_id in _package_ids(settings, area):
         try:
-            meta = read_appeal(settings, vault, appeal_id)
+            meta = read_appeal(settings, vault, appeal_id, area)
         except (VaultError, PackageError):
             log.warning("cannot read appeal package %s; not deleted", appeal_id)
             continue
         if meta.get("user") == user:
-            shutil.rmtree(_package_dir(settings, appeal_id))
+            delete_package(settings, appeal_id, area)
             removed += 1
     return removed

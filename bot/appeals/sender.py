@@ -40,7 +40,8 @@ class AppealSender:
         return render(self.engine.snapshot.kb.responses[name], **fields)
 
     def _tell(self, appeal: dict, text: str) -> Outgoing:
-        return Outgoing(chat=appeal["sender"], to=appeal["sender"], text=text)
+        # through the account the creator appealed to (several accounts may share the store)
+        return Outgoing(chat=appeal["sender"], to=appeal["sender"], text=text, account=appeal.get("account") or None)
 
     def _tell_admins(self, text: str) -> list[Outgoing]:
         return [Outgoing(chat=a, to=a, text=text) for a in self.engine.settings.admins]
@@ -58,7 +59,7 @@ class AppealSender:
         """Attempt every due send once; returns the notifications committed."""
         store, settings = self.engine.store, self.engine.settings
         out: list[Outgoing] = []
-        for appeal_id, attempts in store.due_sends(now):
+        for appeal_id, attempts in store.claim_due_sends(now):  # each claimed by one process
             appeal = store.appeal(appeal_id)
             writes = Writes()
             replies: list[Outgoing] = []
@@ -72,7 +73,8 @@ class AppealSender:
                 store.commit_turn(None, None, now, writes, [])
                 continue
             try:
-                prepared = await asyncio.to_thread(delivery.prepare, settings, self.engine.vault, appeal_id)
+                prepared = await asyncio.to_thread(delivery.prepare, settings, self.engine.vault, appeal_id,
+                                                   store.files)
                 await delivery.send(settings, prepared)
             except delivery.TooLarge as exc:
                 log.warning("appeal %s too large to email", appeal_id)

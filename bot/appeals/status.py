@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from bot.kb.responses import render
 from bot.messages import Outgoing
-from bot.store.sqlite import OPERATOR_STATUSES
+from bot.store.base import OPERATOR_STATUSES
 
 # The admin chat command's Chinese names.
 STATUS_WORDS = {"审核中": "reviewing", "已通过": "resolved", "通过": "resolved", "未通过": "rejected",
@@ -34,5 +34,6 @@ def change_status(settings, store, kb, appeal_id: str, status: str, by: str, not
                   note=render(kb.responses["appeal_status_note"], note=note) if note else "",
                   retention_days=f"{settings.appeal_retention_days:g}")
     store.change_status(appeal_id, status, now, by, note,
-                        [Outgoing(chat=appeal["sender"], to=appeal["sender"], text=text.strip())])
+                        [Outgoing(chat=appeal["sender"], to=appeal["sender"], text=text.strip(),
+                                  account=appeal.get("account") or None)])
     return store.appeal(appeal_id)

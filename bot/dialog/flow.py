@@ -31,14 +31,13 @@ import hashlib
 import logging
 import re
 import secrets
-import shutil
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from bot.appeals import package as appeal_package
-from bot.appeals.crypto import Vault, secure_dir
+from bot.appeals.crypto import Vault
 from bot.appeals.delivery import smtp_enabled
 from bot.dialog import validators as v
 from bot.dialog.slots import MILITARY_SLOT, NOT_APPLICABLE, SLOTS
@@ -50,8 +49,8 @@ from bot.matching.normalize import to_simplified
 from bot.messages import Incoming, Outgoing
 from bot.privacy import has_mobile_number, redact
 from bot.settings import Settings
-from bot.store import Conversation, Store, Writes
-from bot.store.sqlite import OPERATOR_STATUSES
+from bot.store import Conversation, SqlStore, Writes
+from bot.store import OPERATOR_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +92,12 @@ class Turn:
 
 
 class Dialog:
-    def __init__(self, settings: Settings, store: Store, vault: Vault, ocr=None):
+    def __init__(self, settings: Settings, store: SqlStore, vault: Vault, ocr=None):
         self.settings = settings
         self.store = store
         self.vault = vault
         self.ocr = ocr  # bot.ocr.ScreenshotReader or None
-        self.files_dir = settings.data_dir / "files"
+        self.files = store.files  # working copies: `files/<user key>/<random>.enc`, encrypted
         self.kb: KnowledgeBase | None = None
         self.matcher: Matcher | None = None
         self.reader: Reader | None = None
@@ -681,10 +680,9 @@ class Dialog:
         return await _off_loop_if_big(path, self._store_file, t, path, check)
 
     def _store_file(self, t: Turn, path: Path, check: v.Validation) -> dict:
-        user_dir = secure_dir(self.files_dir / self._user_key(t.msg.sender))
-        name = secrets.token_hex(8) + ".enc"
-        self.vault.write(user_dir / name, Path(path).read_bytes())
-        ref = {"file": f"{user_dir.name}/{name}", "kind": check.kind or "file", "format": check.value}
+        ref_file = f"{self._user_key(t.msg.sender)}/{secrets.token_hex(8)}.enc"
+        self.files.write(f"files/{ref_file}", self.vault.encrypt(Path(path).read_bytes()))
+        ref = {"file": ref_file, "kind": check.kind or "file", "format": check.value}
         if check.width:
             ref["size"] = f"{check.width}×{check.height}"
         if check.duration_seconds:
@@ -693,7 +691,7 @@ class Dialog:
 
     def _delete_ref(self, writes: Writes, ref: dict) -> None:
         """Delete a working file once the state that dropped it is committed."""
-        writes.delete_file_later(self.files_dir / ref["file"])
+        writes.delete_file_later(f"files/{ref['file']}")
 
     @staticmethod
     def _user_key(sender: str) -> str:
@@ -773,7 +771,7 @@ class Dialog:
         for m in r.materials:
             value = slots.get(m.slot)
             if isinstance(value, dict):
-                files[m.slot] = self.files_dir / value["file"]
+                files[m.slot] = f"files/{value['file']}"
             elif value is not None:
                 values[m.slot] = value
         evidence = slots.get("taobao_screenshot")
@@ -810,9 +808,9 @@ class Dialog:
         out.appeal_id = appeal_id
         return [out]
 
-    def _write_package(self, record: dict, files: dict[str, Path]) -> None:
-        plain = {slot: self.vault.read(path) for slot, path in files.items()}
-        appeal_package.write_package(self.settings, self.vault, record, plain)
+    def _write_package(self, record: dict, files: dict[str, str]) -> None:
+        plain = {slot: self.vault.decrypt(self.files.read(key)) for slot, key in files.items()}
+        appeal_package.write_package(self.settings, self.vault, record, plain, area=self.files)
 
     # == commands =======================================================================
     async def _cmd_cancel(self, t: Turn) -> list[Outgoing]:
@@ -915,11 +913,11 @@ class Dialog:
     def delete_user_data(self, sender: str, writes: Writes, data: dict | None = None) -> int:
         """Everything of one user: conversations (in the turn's transaction), working files,
         packages, and the leftovers of an interrupted package write."""
-        shutil.rmtree(self.files_dir / self._user_key(sender), ignore_errors=True)
-        removed = appeal_package.delete_appeals_of_user(self.settings, sender, self.vault)
+        self.files.delete_tree(f"files/{self._user_key(sender)}")
+        removed = appeal_package.delete_appeals_of_user(self.settings, sender, self.vault, area=self.files)
         appeal_ids = {c.data.get("appeal_id") for c in self.store.conversations_of(sender)}
         appeal_ids.add((data or {}).get("appeal_id"))
-        appeal_package.delete_temp_packages(self.settings, {a for a in appeal_ids if a})
+        appeal_package.delete_temp_packages(self.settings, {a for a in appeal_ids if a}, area=self.files)
         writes.delete_user(sender)
         return removed
 

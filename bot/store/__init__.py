@@ -1,3 +1,37 @@
-from bot.store.sqlite import Conversation, KeyMismatch, Store, Writes
+"""The store: one interface (`bot.store.base.SqlStore`), two backends, picked by `database_url`."""
+from __future__ import annotations
 
-__all__ = ["Store", "Conversation", "Writes", "KeyMismatch"]
+from bot.store.base import (
+    BOT_STATUSES, OPERATOR_STATUSES, AlreadyProcessed, Conversation, KeyMismatch, SqlStore, Writes,
+)
+from bot.store.sqlite import SqliteStore, Store
+
+__all__ = ["Store", "SqlStore", "SqliteStore", "Conversation", "Writes", "KeyMismatch", "AlreadyProcessed",
+           "BOT_STATUSES", "OPERATOR_STATUSES", "open_store", "open_url", "StoreUrlError"]
+
+
+class StoreUrlError(ValueError):
+    pass
+
+
+def open_url(url: str, vault, account: str = "", data_dir=None) -> SqlStore:
+    """`sqlite:///path/to/bot.sqlite3` or `postgresql://user:pass@host:port/db`. With SQLite the
+    files live on disk under `data_dir` (default: the database file's folder)."""
+    from pathlib import Path
+
+    from bot.store.files import DiskFiles
+
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):]).expanduser()
+        return SqliteStore(path, vault, DiskFiles(Path(data_dir or path.parent)), account=account)
+    if url.startswith(("postgresql://", "postgres://")):
+        from bot.store.postgres import PgStore
+
+        return PgStore(url, vault, account=account)
+    raise StoreUrlError("database_url must start with sqlite:/// or postgresql://")
+
+
+def open_store(settings, vault) -> SqlStore:
+    """The store the settings name: `database_url`, else the data dir's SQLite file."""
+    url = settings.database_url or f"sqlite:///{settings.db_path}"
+    return open_url(url, vault, account=settings.account, data_dir=settings.data_dir)

@@ -34,13 +34,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from bot.appeals.crypto import Vault, VaultError, load_or_create_key
-from bot.appeals.package import APPEAL_ID_RE, PackageError, _package_dir, export_appeal, read_appeal
+from bot.appeals.package import APPEAL_ID_RE, PackageError, export_appeal, read_appeal, read_package_file
 from bot.appeals.status import StatusError, change_status
 from bot.dialog.validators import mask_id_number
 from bot.kb import KnowledgeError, load_knowledge
 from bot.kb.learned import add_phrasing
-from bot.store import Store
-from bot.store.sqlite import OPERATOR_STATUSES
+from bot.store import OPERATOR_STATUSES
 from bot.web import auth
 
 log = logging.getLogger(__name__)
@@ -85,13 +84,16 @@ class Console:
     def __init__(self, settings):
         self.settings = settings
         self.vault = Vault(load_or_create_key(settings))
-        self.store = Store(settings.db_path, self.vault)
+        from bot.engine import open_store_or_fail
+
+        self.store = open_store_or_fail(settings, self.vault)
         self.store.check_key()
         self.kb = load_knowledge(settings.knowledge_dir)
 
     def reload_kb(self):
         old = self.kb
         self.kb = load_knowledge(self.settings.knowledge_dir)
+        self.store.bump_kb_generation()  # every bot process on this store reloads on its next tick
         return old, self.kb
 
 
@@ -176,7 +178,7 @@ def create_app(settings) -> Starlette:
             return None, None
         row = console.store.appeal(appeal_id)
         try:
-            meta = read_appeal(settings, console.vault, appeal_id)
+            meta = read_appeal(settings, console.vault, appeal_id, area=console.store.files)
         except (PackageError, VaultError):
             meta = None
         return row, meta
@@ -234,8 +236,9 @@ def create_app(settings) -> Starlette:
         if att is None:
             return PlainTextResponse("not found", status_code=404)
         audit(request, "view_file", f"{appeal_id}/{slot}")
-        path = _package_dir(settings, appeal_id) / Path(att["stored"]).name
-        data = await asyncio.to_thread(console.vault.read, path)  # Fernet decrypts whole files
+        # Fernet decrypts whole files
+        data = await asyncio.to_thread(read_package_file, settings, console.vault, appeal_id,
+                                       Path(att["stored"]).name, console.store.files)
 
         async def chunks():
             for i in range(0, len(data), 256 * 1024):
@@ -253,7 +256,7 @@ def create_app(settings) -> Starlette:
 
         def build() -> bytes:
             with tempfile.TemporaryDirectory() as d:
-                out = export_appeal(settings, console.vault, appeal_id, Path(d) / appeal_id)
+                out = export_appeal(settings, console.vault, appeal_id, Path(d) / appeal_id, area=console.store.files)
                 buf = io.BytesIO()
                 with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
                     for f in sorted(out.iterdir()):

@@ -22,9 +22,9 @@ def check_listen(settings, host: str) -> str | None:
 
 def _store(settings):
     from bot.appeals.crypto import Vault, load_or_create_key
-    from bot.store import Store
+    from bot.engine import open_store_or_fail
 
-    return Store(settings.db_path, Vault(load_or_create_key(settings)))
+    return open_store_or_fail(settings, Vault(load_or_create_key(settings)))
 
 
 def web_command(settings, args) -> int:

@@ -1,0 +1,480 @@
+"""State that survives restarts, in one interface over two backends (`SqliteStore`, `PgStore`):
+conversations, processed message ids, appeals, stats, and the outbox of replies to send.
+
+Conversation data (collected slots, which may hold an ID number) and outbox payloads are stored
+encrypted with the vault; the other tables hold no personal data (masked identities, normalised
+unmatched texts).
+
+One message is one transaction (`commit_turn`): the conversation, the processed id, the counters
+and the replies are committed together or not at all. Transports send from the outbox and mark
+each reply sent afterwards, so a crash either leaves nothing of a turn (the redelivered message is
+handled as new) or all of it (the redelivery is a duplicate and its replies are still unsent).
+
+The SQL here is written once, with `?` placeholders, in the dialect both backends share
+(`ON CONFLICT`, `RETURNING`); a backend supplies the connection handling, the migrations, the
+cross-process locks (`turn`, `exclusive`) and the few words that differ (`SEQ`, `SKIP_LOCKED`).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from bot.appeals.crypto import VaultError
+from bot.messages import Outgoing
+
+# Appeal statuses: set by the bot, then by operators.
+BOT_STATUSES = ("ready", "queued", "sent", "failed")
+OPERATOR_STATUSES = ("reviewing", "resolved", "rejected", "need_more")
+KEY_CHECK = b"dayu-bot key check v1"
+DEFAULT_ACCOUNT = "main"
+
+
+class KeyMismatch(Exception):
+    """The data was written with another encryption key."""
+
+
+class AlreadyProcessed(Exception):
+    """Another process committed this message id first: the turn is dropped whole."""
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat()
+
+
+def _parse(s: str) -> datetime:
+    return datetime.fromisoformat(s)
+
+
+def _payload(r: Outgoing) -> dict:
+    return {"chat": r.chat, "to": r.to, "text": r.text, "mention": r.mention, "prompt_id": r.prompt_id,
+            "state": r.state, "awaiting": r.awaiting, "appeal_id": r.appeal_id}
+
+
+@dataclass
+class Conversation:
+    chat: str
+    sender: str
+    state: str = "idle"
+    data: dict = field(default_factory=dict)
+    last_activity: datetime | None = None
+    reminded: bool = False
+    account: str = ""  # the WeChat account the creator last wrote to: reminders go out through it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.chat, self.sender)
+
+
+@dataclass
+class Writes:
+    """What one turn writes besides the conversation: collected by the dialog, committed by
+    `Store.commit_turn` in the turn's transaction. `after_commit` holds file keys to delete once
+    the state that no longer references them is committed (a crash before leaves them to the janitor)."""
+    events: list[tuple[str, datetime, int | None]] = field(default_factory=list)
+    unmatched: list[tuple[str, datetime]] = field(default_factory=list)
+    appeals: list[tuple] = field(default_factory=list)
+    statuses: list[tuple] = field(default_factory=list)  # (appeal_id, status, at, by, note, message_id)
+    sends: list[tuple] = field(default_factory=list)  # (appeal_id, next_at, attempts, error) or (appeal_id, None, ...)
+    deleted_users: list[str] = field(default_factory=list)
+    after_commit: list[str] = field(default_factory=list)
+
+    def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
+        self.events.append((kind, at, prompt_id))
+
+    def record_unmatched(self, text: str, at: datetime) -> None:
+        self.unmatched.append((text, at))
+
+    def add_appeal(self, appeal_id: str, sender: str, route: str, prompt_id: int | None,
+                   masked_identity: str, at: datetime, status: str = "ready") -> None:
+        self.appeals.append((appeal_id, sender, route, prompt_id, status, masked_identity, _iso(at)))
+        self.set_status(appeal_id, status, at, "bot")
+
+    def set_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None = None,
+                   message_id: str | None = None) -> None:
+        self.statuses.append((appeal_id, status, at, by, note, message_id))
+
+    def queue_send(self, appeal_id: str, next_at: datetime, attempts: int = 0, error: str | None = None) -> None:
+        self.sends.append((appeal_id, next_at, attempts, error))
+
+    def drop_send(self, appeal_id: str) -> None:
+        self.sends.append((appeal_id, None, 0, None))
+
+    def delete_user(self, sender: str) -> None:
+        self.deleted_users.append(sender)
+
+    def delete_file_later(self, key: str) -> None:
+        self.after_commit.append(key)
+
+    def run_after_commit(self, files) -> None:
+        for key in self.after_commit:
+            files.delete(key)
+        self.after_commit.clear()
+
+
+class SqlStore:
+    """The store's interface and its SQL; see the module docstring."""
+
+    kind = "?"
+    SEQ = "rowid"  # a column that orders rows by insertion
+    SKIP_LOCKED = ""  # claims: " FOR UPDATE SKIP LOCKED" where other processes compete
+    SEND_LEASE: timedelta | None = None  # how long a claimed send is not retried by others
+
+    def __init__(self, vault, files, account: str = DEFAULT_ACCOUNT):
+        self._vault = vault
+        self.files = files
+        self.account = account or DEFAULT_ACCOUNT
+        self.migrations_applied: list[int] = []
+
+    # -- what a backend provides ------------------------------------------------------------
+    def _exec(self, sql: str, args=()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        raise NotImplementedError
+
+    def _query(self, sql: str, args=()) -> list[tuple]:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self):
+        raise NotImplementedError
+        yield
+
+    @asynccontextmanager
+    async def turn(self, key: tuple[str, str], wait: bool = True):
+        """Hold one conversation for a turn, across processes; yields False when `wait` is False
+        and another process holds it. The base (one process) has nothing to hold."""
+        yield True
+
+    @contextmanager
+    def exclusive(self, name: str):
+        """One process at a time for periodic work (the janitor); yields False when taken."""
+        yield True
+
+    def schema_version(self) -> int:
+        raise NotImplementedError
+
+    def migrate(self) -> list[int]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Where the data is, for humans (no password)."""
+        raise NotImplementedError
+
+    # -- one turn, one transaction ------------------------------------------------------
+    def commit_turn(self, conv: Conversation | None, message_id: str | None, at: datetime,
+                    writes: Writes, replies: list[Outgoing]) -> None:
+        """Commit a turn whole: conversation, processed id, counters, appeals, outbox rows.
+
+        Sets `outbox_id` on each reply. Raises (and commits nothing) on any error, and
+        `AlreadyProcessed` when another process committed `message_id` first."""
+        blobs = [self._vault.encrypt(json.dumps(_payload(r), ensure_ascii=False).encode()) for r in replies]
+        with self.transaction():
+            for sender in writes.deleted_users:
+                self.delete_user(sender)
+            if conv is not None:
+                self.save(conv)
+            if message_id is not None:
+                if not self._exec("INSERT INTO processed (message_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                  (message_id, _iso(at))):
+                    raise AlreadyProcessed(message_id)
+            for k, t, p in writes.events:
+                self._exec("INSERT INTO events (kind, prompt_id, at) VALUES (?, ?, ?)", (k, p, _iso(t)))
+            for text, t in writes.unmatched:
+                self.record_unmatched(text, t)
+            for row in writes.appeals:
+                self._exec("INSERT INTO appeals (appeal_id, sender, route, prompt_id, status, masked_identity, "
+                           "created_at, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appeal_id) DO UPDATE "
+                           "SET sender = excluded.sender, route = excluded.route, prompt_id = excluded.prompt_id, "
+                           "status = excluded.status, masked_identity = excluded.masked_identity, "
+                           "created_at = excluded.created_at, account = excluded.account", (*row, self.account))
+            for appeal_id, status, t, by, note, msg_id in writes.statuses:
+                self._set_status(appeal_id, status, t, by, note, msg_id)
+            for appeal_id, next_at, attempts, error in writes.sends:
+                if next_at is None:
+                    self._exec("DELETE FROM sends WHERE appeal_id = ?", (appeal_id,))
+                else:
+                    self._exec("INSERT INTO sends (appeal_id, attempts, next_at, last_error) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT (appeal_id) DO UPDATE SET attempts = excluded.attempts, "
+                               "next_at = excluded.next_at, last_error = excluded.last_error",
+                               (appeal_id, attempts, _iso(next_at), error))
+            for r, blob in zip(replies, blobs):
+                account = r.account if r.account is not None else self.account
+                r.outbox_id = self._query(
+                    "INSERT INTO outbox (reply_to, chat, account, payload, created_at) VALUES (?, ?, ?, ?, ?) "
+                    "RETURNING id", (r.reply_to, r.chat, account, blob, _iso(at)))[0][0]
+
+    # -- the outbox ------------------------------------------------------------------------
+    def unsent(self, limit: int = 500) -> list[Outgoing]:
+        """Committed replies of this account not yet marked sent, oldest first; each is claimed
+        for this account, so another process never sends it too. Rows without an account (none
+        known) go to whichever account claims them first."""
+        me = self.account
+        rows = self._query(
+            "UPDATE outbox SET claimed_by = ? WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL "
+            "AND (claimed_by = ? OR (claimed_by IS NULL AND account IN (?, ''))) ORDER BY id LIMIT ?"
+            f"{self.SKIP_LOCKED}) RETURNING id, reply_to, payload", (me, me, me, limit))
+        out = []
+        for oid, reply_to, blob in sorted(rows):
+            p = json.loads(self._vault.decrypt(blob))
+            out.append(Outgoing(chat=p["chat"], to=p["to"], text=p["text"], mention=p.get("mention", False),
+                                prompt_id=p.get("prompt_id"), state=p.get("state"), awaiting=p.get("awaiting"),
+                                appeal_id=p.get("appeal_id"), reply_to=reply_to, outbox_id=oid))
+        return out
+
+    def mark_sent(self, outbox_ids: list[int], at: datetime | None = None) -> None:
+        at = at or datetime.now(timezone.utc)
+        for i in outbox_ids:
+            if i is not None:
+                self._exec("UPDATE outbox SET sent_at = ? WHERE id = ?", (_iso(at), i))
+
+    def prune_outbox(self, before: datetime) -> None:
+        self._exec("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (_iso(before),))
+
+    # -- appeal statuses and the send queue ------------------------------------------------
+    def _set_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None,
+                    message_id: str | None) -> None:
+        sets, args = ["status = ?", "status_at = ?", "note = ?"], [status, _iso(at), note]
+        if message_id:
+            sets += ["message_id = ?", "sent_at = ?"]
+            args += [message_id, _iso(at)]
+        self._exec(f"UPDATE appeals SET {', '.join(sets)} WHERE appeal_id = ?", (*args, appeal_id))
+        self._exec('INSERT INTO appeal_history (appeal_id, status, at, "by", note) VALUES (?, ?, ?, ?, ?)',
+                   (appeal_id, status, _iso(at), by, note))
+
+    def change_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None,
+                      replies: list[Outgoing]) -> None:
+        """An operator's status change and the creator's notification, committed together."""
+        writes = Writes()
+        writes.set_status(appeal_id, status, at, by, note)
+        self.commit_turn(None, None, at, writes, replies)
+
+    def appeal(self, appeal_id: str) -> dict | None:
+        rows = self.appeals(appeal_id=appeal_id)
+        return rows[0] if rows else None
+
+    def appeal_history(self, appeal_id: str) -> list[dict]:
+        rows = self._query(f'SELECT status, at, "by", note FROM appeal_history WHERE appeal_id = ? '
+                           f"ORDER BY at, {self.SEQ}", (appeal_id,))
+        return [dict(zip(("status", "at", "by", "note"), r)) for r in rows]
+
+    def due_sends(self, now: datetime) -> list[tuple[str, int]]:
+        return [tuple(r) for r in self._query(
+            "SELECT appeal_id, attempts FROM sends WHERE next_at <= ? ORDER BY next_at", (_iso(now),))]
+
+    def claim_due_sends(self, now: datetime) -> list[tuple[str, int]]:
+        """The due sends this process takes: with several processes each row is claimed by one,
+        and not retried by another before `SEND_LEASE` has passed (a process that died mid-send)."""
+        if self.SEND_LEASE is None:
+            return self.due_sends(now)
+        rows = self._query(
+            "UPDATE sends SET next_at = ? WHERE appeal_id IN (SELECT appeal_id FROM sends WHERE next_at <= ? "
+            f"ORDER BY next_at{self.SKIP_LOCKED}) RETURNING appeal_id, attempts",
+            (_iso(now + self.SEND_LEASE), _iso(now)))
+        return [tuple(r) for r in rows]
+
+    def pending_sends(self) -> int:
+        return self._query("SELECT COUNT(*) FROM sends")[0][0]
+
+    def expire_packages(self, before: datetime, at: datetime, delete, limit: int = 100) -> list[str]:
+        """Packages whose appeal ended (resolved/rejected) before `before`: each claimed by one
+        process, deleted with `delete(appeal_id)` and marked, in one transaction."""
+        with self.transaction():
+            ids = [r[0] for r in self._query(
+                "SELECT appeal_id FROM appeals WHERE status IN ('resolved', 'rejected') AND status_at < ? "
+                f"AND package_deleted = 0 ORDER BY status_at LIMIT ?{self.SKIP_LOCKED}", (_iso(before), limit))]
+            for appeal_id in ids:
+                delete(appeal_id)
+                self._exec("UPDATE appeals SET package_deleted = 1 WHERE appeal_id = ?", (appeal_id,))
+                self._exec('INSERT INTO appeal_history (appeal_id, status, at, "by", note) VALUES (?, ?, ?, ?, ?)',
+                           (appeal_id, "package_deleted", _iso(at), "bot", None))
+        return ids
+
+    # -- the encryption key ---------------------------------------------------------------
+    def check_key(self) -> None:
+        """Refuse a key that is not the one the data was written with (KeyMismatch)."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'key_check'")
+        if not rows:
+            self._exec("INSERT INTO meta (key, value) VALUES ('key_check', ?) ON CONFLICT DO NOTHING",
+                       (self._vault.encrypt(KEY_CHECK),))
+            rows = self._query("SELECT value FROM meta WHERE key = 'key_check'")
+        try:
+            ok = self._vault.decrypt(bytes(rows[0][0])) == KEY_CHECK
+        except VaultError:
+            ok = False
+        if not ok:
+            raise KeyMismatch()
+
+    # -- the knowledge version every process follows -----------------------------------------
+    def kb_generation(self) -> str:
+        """Changes whenever some process reloaded its knowledge base; '' before the first."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'kb_generation'")
+        return bytes(rows[0][0]).decode() if rows else ""
+
+    def bump_kb_generation(self) -> str:
+        token = secrets.token_hex(8)
+        self._exec("INSERT INTO meta (key, value) VALUES ('kb_generation', ?) ON CONFLICT (key) DO UPDATE "
+                   "SET value = excluded.value", (token.encode(),))
+        return token
+
+    def file_references(self) -> tuple[set[str], set[str]]:
+        """Working files and appeal ids that some conversation still references (for the janitor)."""
+        files, appeal_ids = set(), set()
+        for chat, sender in self._query("SELECT chat, sender FROM conversations"):
+            try:
+                data = self.load(chat, sender).data
+            except VaultError:
+                continue
+            for value in (data.get("slots") or {}).values():
+                if isinstance(value, dict) and value.get("file"):
+                    files.add(value["file"])
+            pending = data.get("pending_file") or {}
+            if pending.get("ref", {}).get("file"):
+                files.add(pending["ref"]["file"])
+            if data.get("appeal_id"):
+                appeal_ids.add(data["appeal_id"])
+        return files, appeal_ids
+
+    # -- dedupe -----------------------------------------------------------------------
+    def is_processed(self, message_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM processed WHERE message_id = ?", (message_id,)))
+
+    def prune_processed(self, before: datetime) -> None:
+        self._exec("DELETE FROM processed WHERE at < ?", (_iso(before),))
+
+    # -- conversations ----------------------------------------------------------------
+    def load(self, chat: str, sender: str) -> Conversation:
+        rows = self._query("SELECT state, data, last_activity, reminded, account FROM conversations "
+                           "WHERE chat = ? AND sender = ?", (chat, sender))
+        if not rows:
+            return Conversation(chat, sender)
+        state, blob, last, reminded, account = rows[0]
+        data = json.loads(self._vault.decrypt(bytes(blob)))
+        return Conversation(chat, sender, state, data, _parse(last), bool(reminded), account or "")
+
+    def save(self, conv: Conversation) -> None:
+        if conv.state == "idle" and not conv.data:
+            self.delete_conversation(conv.chat, conv.sender)
+            return
+        blob = self._vault.encrypt(json.dumps(conv.data, ensure_ascii=False).encode())
+        self._exec("INSERT INTO conversations (chat, sender, state, data, last_activity, reminded, account) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat, sender) DO UPDATE SET "
+                   "state = excluded.state, data = excluded.data, last_activity = excluded.last_activity, "
+                   "reminded = excluded.reminded, account = excluded.account",
+                   (conv.chat, conv.sender, conv.state, blob,
+                    _iso(conv.last_activity or datetime.now(timezone.utc)), int(conv.reminded),
+                    conv.account or self.account))
+
+    def delete_conversation(self, chat: str, sender: str) -> None:
+        self._exec("DELETE FROM conversations WHERE chat = ? AND sender = ?", (chat, sender))
+
+    def conversations_of(self, sender: str) -> list[Conversation]:
+        rows = self._query("SELECT chat FROM conversations WHERE sender = ?", (sender,))
+        return [self.load(chat, sender) for (chat,) in rows]
+
+    def idle_conversations(self, idle_since: datetime) -> list[Conversation]:
+        """Active (non-idle) conversations whose last activity is before `idle_since`."""
+        rows = self._query("SELECT chat, sender FROM conversations WHERE state != 'idle' "
+                           "AND last_activity <= ?", (_iso(idle_since),))
+        return [self.load(c, s) for c, s in rows]
+
+    # -- appeals ----------------------------------------------------------------------
+    APPEAL_KEYS = ("appeal_id", "sender", "route", "prompt_id", "status", "masked_identity", "created_at",
+                   "status_at", "message_id", "sent_at", "note", "package_deleted", "account")
+
+    def appeals(self, limit: int = 20, status: str | None = None, sender: str | None = None,
+                appeal_id: str | None = None, offset: int = 0) -> list[dict]:
+        """Appeals, newest first (no personal data: the identity is masked)."""
+        where, args = [], []
+        for column, value in (("status", status), ("sender", sender), ("appeal_id", appeal_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        keys = self.APPEAL_KEYS
+        rows = self._query(f"SELECT {', '.join(keys)} FROM appeals"
+                           + (f" WHERE {' AND '.join(where)}" if where else "")
+                           + f" ORDER BY created_at DESC, {self.SEQ} DESC LIMIT ? OFFSET ?", (*args, limit, offset))
+        return [dict(zip(keys, r)) for r in rows]
+
+    def delete_user(self, sender: str) -> None:
+        self._exec("DELETE FROM conversations WHERE sender = ?", (sender,))
+        for table in ("appeal_history", "sends"):
+            self._exec(f"DELETE FROM {table} WHERE appeal_id IN (SELECT appeal_id FROM appeals WHERE sender = ?)",
+                       (sender,))
+        self._exec("DELETE FROM appeals WHERE sender = ?", (sender,))
+
+    # -- stats ------------------------------------------------------------------------
+    def event_counts(self, since: datetime | None = None) -> dict[str, int]:
+        sql, args = "SELECT kind, COUNT(*) FROM events", ()
+        if since is not None:
+            sql, args = sql + " WHERE at >= ?", (_iso(since),)
+        return dict(self._query(sql + " GROUP BY kind", args))
+
+    def match_counts(self, since: datetime | None = None) -> dict[int, int]:
+        sql, args = "SELECT prompt_id, COUNT(*) FROM events WHERE kind = 'match'", ()
+        if since is not None:
+            sql, args = sql + " AND at >= ?", (_iso(since),)
+        return dict(self._query(sql + " GROUP BY prompt_id ORDER BY prompt_id", args))
+
+    def record_unmatched(self, text: str, at: datetime) -> None:
+        self._exec("INSERT INTO unmatched (text, count, last_at) VALUES (?, 1, ?) ON CONFLICT (text) "
+                   "DO UPDATE SET count = unmatched.count + 1, last_at = excluded.last_at", (text, _iso(at)))
+
+    def top_unmatched(self, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
+        return [tuple(r) for r in self._query("SELECT text, count FROM unmatched WHERE last_at >= ? "
+                                              "ORDER BY count DESC, last_at DESC LIMIT ?", (_iso(since), limit))]
+
+    def dismiss_unmatched(self, text: str) -> None:
+        self._exec("DELETE FROM unmatched WHERE text = ?", (text,))
+
+    def messages_per_day(self, since: datetime) -> list[tuple[str, int]]:
+        return [tuple(r) for r in self._query(
+            "SELECT substr(at, 1, 10) AS day, COUNT(*) FROM events WHERE kind = 'message' "
+            "AND at >= ? GROUP BY day ORDER BY day", (_iso(since),))]
+
+    def appeals_per_status(self) -> dict[str, int]:
+        return dict(self._query("SELECT status, COUNT(*) FROM appeals GROUP BY status"))
+
+    # -- operators of the web console, and the audit log (no personal data in either) -----
+    def web_user(self, name: str) -> dict | None:
+        rows = self._query("SELECT name, hash, failed, locked_until FROM web_users WHERE name = ?", (name,))
+        return dict(zip(("name", "hash", "failed", "locked_until"), rows[0])) if rows else None
+
+    def web_users(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT name FROM web_users ORDER BY name")]
+
+    def set_web_user(self, name: str, password_hash: str, at: datetime) -> None:
+        self._exec("INSERT INTO web_users (name, hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                   "SET hash = excluded.hash, failed = 0, locked_until = NULL", (name, password_hash, _iso(at)))
+
+    def delete_web_user(self, name: str) -> bool:
+        return self._exec("DELETE FROM web_users WHERE name = ?", (name,)) == 1
+
+    def web_login_result(self, name: str, ok: bool, locked_until: datetime | None = None) -> None:
+        if ok:
+            self._exec("UPDATE web_users SET failed = 0, locked_until = NULL WHERE name = ?", (name,))
+        else:
+            self._exec("UPDATE web_users SET failed = failed + 1, locked_until = ? WHERE name = ?",
+                       (_iso(locked_until) if locked_until else None, name))
+
+    def audit(self, who: str, action: str, target: str | None, source: str | None, at: datetime | None = None) -> None:
+        self._exec("INSERT INTO audit (at, who, action, target, source) VALUES (?, ?, ?, ?, ?)",
+                   (_iso(at or datetime.now(timezone.utc)), who, action, target, source))
+
+    def audit_log(self, limit: int = 200, offset: int = 0) -> list[dict]:
+        rows = self._query(f"SELECT at, who, action, target, source FROM audit ORDER BY at DESC, {self.SEQ} DESC "
+                           "LIMIT ? OFFSET ?", (limit, offset))
+        return [dict(zip(("at", "who", "action", "target", "source"), r)) for r in rows]
+
+    # -- rooms ---------------------------------------------------------------
+    def room_mode(self, room: str) -> str | None:
+        rows = self._query("SELECT mode FROM rooms WHERE room = ?", (room,))
+        return rows[0][0] if rows else None
+
+    def set_room_mode(self, room: str, mode: str) -> None:
+        self._exec("INSERT INTO rooms (room, mode) VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET "
+                   "mode = excluded.mode", (room, mode))

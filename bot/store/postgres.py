@@ -1,0 +1,287 @@
+"""The shared backend: PostgreSQL (psycopg 3 and its pool), for several bot processes, one per
+WeChat account, on one database.
+
+What keeps several processes correct:
+- a turn runs in one transaction that first takes a transaction-scoped advisory lock keyed by
+  the conversation (`turn`): one creator's turns never interleave, whichever process got them;
+  the processed id is inserted in that transaction, so a message id is handled once;
+- the outbox, the send queue and retention are claimed with `FOR UPDATE SKIP LOCKED`, reminders
+  with a try-lock on the conversation, the janitor with a try-lock of its own (`exclusive`);
+- working files and packages are rows of `blobs`/`blob_chunks` (encrypted, in 1 MiB chunks), so
+  any process sees them, and a file written in a turn commits or vanishes with the turn;
+- migrations run under an advisory lock: two processes starting at once take turns.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+from bot.store.base import DEFAULT_ACCOUNT, SqlStore, _iso
+from bot.store.files import check_key
+
+# Advisory lock name spaces (the first int of pg_advisory_xact_lock(int, int)).
+LOCK_MIGRATE, LOCK_TURN, LOCK_JOB = 0x0B07_0001, 0x0B07_0002, 0x0B07_0003
+
+# The schema in PostgreSQL's words. A new database gets the whole of version 5 at once (the
+# SQLite versions 1-4 predate this backend); later versions go into both lists.
+SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
+    (5, "the whole schema of version 5, blobs for files", [
+        """CREATE TABLE conversations (
+            chat TEXT NOT NULL, sender TEXT NOT NULL, state TEXT NOT NULL, data BYTEA NOT NULL,
+            last_activity TEXT NOT NULL, reminded INTEGER NOT NULL DEFAULT 0, account TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (chat, sender))""",
+        "CREATE INDEX conversations_idle ON conversations (last_activity) WHERE state <> 'idle'",
+        "CREATE TABLE processed (message_id TEXT PRIMARY KEY, at TEXT NOT NULL)",
+        "CREATE INDEX processed_at ON processed (at)",
+        """CREATE TABLE appeals (
+            seq BIGSERIAL, appeal_id TEXT PRIMARY KEY, sender TEXT NOT NULL, route TEXT NOT NULL,
+            prompt_id INTEGER, status TEXT NOT NULL, masked_identity TEXT NOT NULL, created_at TEXT NOT NULL,
+            status_at TEXT, message_id TEXT, sent_at TEXT, note TEXT, package_deleted INTEGER NOT NULL DEFAULT 0,
+            account TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX appeals_sender ON appeals (sender)",
+        "CREATE TABLE events (kind TEXT NOT NULL, prompt_id INTEGER, at TEXT NOT NULL)",
+        "CREATE INDEX events_at ON events (at)",
+        "CREATE TABLE unmatched (text TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at TEXT NOT NULL)",
+        "CREATE TABLE rooms (room TEXT PRIMARY KEY, mode TEXT NOT NULL)",
+        """CREATE TABLE outbox (
+            id BIGSERIAL PRIMARY KEY, reply_to TEXT, chat TEXT NOT NULL, payload BYTEA NOT NULL,
+            created_at TEXT NOT NULL, sent_at TEXT, account TEXT NOT NULL DEFAULT '', claimed_by TEXT)""",
+        "CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+        """CREATE TABLE appeal_history (
+            seq BIGSERIAL, appeal_id TEXT NOT NULL, status TEXT NOT NULL, at TEXT NOT NULL, "by" TEXT NOT NULL,
+            note TEXT)""",
+        "CREATE INDEX appeal_history_id ON appeal_history (appeal_id, at)",
+        """CREATE TABLE sends (
+            appeal_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL, last_error TEXT)""",
+        """CREATE TABLE web_users (
+            name TEXT PRIMARY KEY, hash TEXT NOT NULL, created_at TEXT NOT NULL, failed INTEGER NOT NULL DEFAULT 0,
+            locked_until TEXT)""",
+        """CREATE TABLE audit (
+            seq BIGSERIAL, at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, target TEXT, source TEXT)""",
+        "CREATE INDEX audit_at ON audit (at)",
+        "CREATE TABLE blobs (key TEXT PRIMARY KEY, size BIGINT NOT NULL, chunks INTEGER NOT NULL, created_at TEXT NOT NULL)",
+        """CREATE TABLE blob_chunks (
+            key TEXT NOT NULL REFERENCES blobs (key) ON DELETE CASCADE, n INTEGER NOT NULL, data BYTEA NOT NULL,
+            PRIMARY KEY (key, n))""",
+    ]),
+]
+SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
+
+
+@lru_cache(maxsize=512)
+def _pg(sql: str) -> str:
+    """The shared SQL's `?` placeholders in psycopg's words (no statement has a literal ? or %)."""
+    return sql.replace("?", "%s")
+
+
+def _lock_id(*parts: str) -> int:
+    """A signed 32-bit key for pg_advisory_xact_lock(namespace, key)."""
+    digest = hashlib.sha256("\0".join(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
+def redact(url: str) -> str:
+    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+class PgStore(SqlStore):
+    kind = "postgresql"
+    SEQ = "seq"
+    SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    # A send claimed by a process that then died is retried by another after this long; the
+    # Message-ID is the same, so the mailbox can tell a resend.
+    SEND_LEASE = timedelta(minutes=5)
+
+    def __init__(self, url: str, vault, account: str = DEFAULT_ACCOUNT, pool_size: int = 8):
+        from psycopg_pool import ConnectionPool
+
+        super().__init__(vault, None, account)
+        self.url = url
+        self.files = DbFiles(self)
+        # The connection of the transaction in progress in this task (or worker thread, which
+        # copies the task's context): statements inside a transaction or a turn use it.
+        self._tx: ContextVar = ContextVar(f"pg_tx_{id(self)}", default=None)
+        # Two pools: short statements and transactions that never await (taken on the loop, given
+        # back at once), and the connections turns hold across awaits (taken off the loop, so a
+        # busy moment waits for a free one instead of blocking every chat).
+        self.pool = ConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True},
+                                   open=False, name="dayu-bot")
+        self.turn_pool = ConnectionPool(url, min_size=1, max_size=max(2, pool_size), kwargs={"autocommit": True},
+                                        open=False, name="dayu-bot-turns")
+        try:
+            self.pool.open(wait=True, timeout=30)
+            self.turn_pool.open(wait=True, timeout=30)
+            self.migrations_applied = self.migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+    @contextmanager
+    def _conn(self):
+        conn = self._tx.get()
+        if conn is not None:
+            yield conn
+            return
+        with self.pool.connection() as conn:
+            yield conn
+
+    def _exec(self, sql: str, args=()) -> int:
+        with self._conn() as conn:
+            return conn.execute(_pg(sql), args).rowcount
+
+    def _query(self, sql: str, args=()) -> list[tuple]:
+        with self._conn() as conn:
+            cur = conn.execute(_pg(sql), args)
+            return cur.fetchall() if cur.description else []
+
+    @contextmanager
+    def transaction(self):
+        conn = self._tx.get()
+        if conn is not None:  # nested: a savepoint in the enclosing transaction
+            with conn.transaction():
+                yield
+            return
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                token = self._tx.set(conn)
+                try:
+                    yield
+                finally:
+                    self._tx.reset(token)
+
+    @asynccontextmanager
+    async def turn(self, key: tuple[str, str], wait: bool = True):
+        """One transaction for the turn, holding the conversation's advisory lock until it ends:
+        commit_turn's writes (and files written meanwhile) commit when the block ends."""
+        if self._tx.get() is not None:
+            yield True
+            return
+        lock = (LOCK_TURN, _lock_id(*key))
+        conn = await asyncio.to_thread(self.turn_pool.getconn)
+        try:
+            with conn.transaction():
+                got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", lock).fetchone()[0]
+                if not got and wait:
+                    # another process is in this creator's turn: wait off the loop
+                    await asyncio.to_thread(conn.execute, "SELECT pg_advisory_xact_lock(%s, %s)", lock)
+                    got = True
+                token = self._tx.set(conn)
+                try:
+                    yield got
+                finally:
+                    self._tx.reset(token)
+        finally:
+            self.turn_pool.putconn(conn)
+
+    @contextmanager
+    def exclusive(self, name: str):
+        with self.transaction():
+            with self._conn() as conn:
+                got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (LOCK_JOB, _lock_id(name))).fetchone()[0]
+            yield got
+
+    def schema_version(self) -> int:
+        rows = self._query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return rows[0][0]
+
+    def migrate(self) -> list[int]:
+        applied = []
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_MIGRATE,))  # one process at a time
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            for version, _, steps in SCHEMA_VERSIONS:
+                if version <= current:
+                    continue
+                for step in steps:
+                    conn.execute(step)
+                conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
+                             (version, _iso(datetime.now(timezone.utc))))
+                applied.append(version)
+        return applied
+
+    def close(self) -> None:
+        self.pool.close()
+        self.turn_pool.close()
+
+
+class DbFiles:
+    """Encrypted files as rows: `blobs` (one per key) and `blob_chunks` (1 MiB each), written and
+    read a chunk at a time. Inside a transaction (a turn) they commit with it."""
+
+    kind = "database"
+    CHUNK = 1 << 20
+
+    def __init__(self, store: PgStore):
+        self.store = store
+
+    def _insert(self, key: str, token: bytes) -> None:
+        s = self.store
+        chunks = max(1, -(-len(token) // self.CHUNK))
+        s._exec("INSERT INTO blobs (key, size, chunks, created_at) VALUES (?, ?, ?, ?)",
+                (check_key(key), len(token), chunks, _iso(datetime.now(timezone.utc))))
+        for i in range(chunks):
+            s._exec("INSERT INTO blob_chunks (key, n, data) VALUES (?, ?, ?)",
+                    (key, i, token[i * self.CHUNK:(i + 1) * self.CHUNK]))
+
+    def write(self, key: str, token: bytes) -> None:
+        with self.store.transaction():
+            self.store._exec("DELETE FROM blobs WHERE key = ?", (check_key(key),))
+            self._insert(key, token)
+
+    def chunks(self, key: str):
+        """The stored bytes a chunk at a time; FileNotFoundError when absent."""
+        rows = self.store._query("SELECT chunks FROM blobs WHERE key = ?", (check_key(key),))
+        if not rows:
+            raise FileNotFoundError(key)
+        for i in range(rows[0][0]):
+            found = self.store._query("SELECT data FROM blob_chunks WHERE key = ? AND n = ?", (key, i))
+            if not found:
+                raise FileNotFoundError(key)  # deleted while being read
+            yield bytes(found[0][0])
+
+    def read(self, key: str) -> bytes:
+        return b"".join(self.chunks(key))
+
+    def exists(self, key: str) -> bool:
+        return bool(self.store._query("SELECT 1 FROM blobs WHERE key = ?", (check_key(key),)))
+
+    def delete(self, key: str) -> None:
+        self.store._exec("DELETE FROM blobs WHERE key = ?", (check_key(key),))
+
+    def delete_tree(self, prefix: str) -> bool:
+        return self.store._exec("DELETE FROM blobs WHERE starts_with(key, ?)", (check_key(prefix) + "/",)) > 0
+
+    def write_tree(self, prefix: str, files: dict[str, bytes]) -> None:
+        with self.store.transaction():  # the old folder and the new one swap in one commit
+            self.delete_tree(prefix)
+            for name, token in files.items():
+                self._insert(f"{check_key(prefix)}/{check_key(name)}", token)
+
+    def folders(self, prefix: str) -> list[str]:
+        p = check_key(prefix) + "/"
+        rows = self.store._query(
+            "SELECT DISTINCT split_part(substr(key, length(?) + 1), '/', 1) FROM blobs "
+            "WHERE starts_with(key, ?) AND strpos(substr(key, length(?) + 1), '/') > 0", (p, p, p))
+        return sorted(r[0] for r in rows)
+
+    def files_with_age(self, prefix: str) -> list[tuple[str, float]]:
+        now = datetime.now(timezone.utc)
+        rows = self.store._query("SELECT key, created_at FROM blobs WHERE starts_with(key, ?)",
+                                 (check_key(prefix) + "/",))
+        return [(k, (now - datetime.fromisoformat(at)).total_seconds()) for k, at in rows]
+
+    def prune_empty(self, prefix: str) -> None:
+        """Rows have no folders to leave behind."""
+
+    def delete_temp_folders(self, prefix: str, names=None, older_than=None) -> int:
+        return 0  # a folder is written in one transaction: there are no temp folders
