@@ -36,6 +36,28 @@ def script_for(user: str, rng: random.Random, photo: Path) -> list[dict]:
     return steps
 
 
+async def run_interleaved(engine, scripts: dict[str, list[dict]]) -> list[float]:
+    """Step k of every user, then step k+1 ...; each step's messages handled concurrently.
+    Returns the per-message latencies in seconds."""
+    latencies: list[float] = []
+    for step in range(max(len(s) for s in scripts.values())):
+        batch = []
+        for user, steps in scripts.items():
+            if step < len(steps):
+                e = steps[step]
+                att = Attachment(e["image"], "image") if "image" in e else None
+                batch.append(Incoming(message_id=f"{user}-{step}", chat=user, sender=user,
+                                      text=e.get("text", ""), attachment=att))
+
+        async def one(msg):
+            t = time.perf_counter()
+            await engine.handle(msg)
+            latencies.append(time.perf_counter() - t)
+
+        await asyncio.gather(*(one(m) for m in batch))
+    return latencies
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=1000)
@@ -52,24 +74,8 @@ async def main() -> int:
         rng = random.Random(1)
         scripts = {f"user{i}": script_for(f"user{i}", rng, photo) for i in range(args.users)}
         total = sum(len(s) for s in scripts.values())
-        latencies = []
         start = time.perf_counter()
-        # Interleave users: step k of every user, then step k+1 ...
-        for step in range(max(len(s) for s in scripts.values())):
-            batch = []
-            for user, steps in scripts.items():
-                if step < len(steps):
-                    e = steps[step]
-                    att = Attachment(e["image"], "image") if "image" in e else None
-                    batch.append(Incoming(message_id=f"{user}-{step}", chat=user, sender=user,
-                                          text=e.get("text", ""), attachment=att))
-
-            async def one(msg):
-                t = time.perf_counter()
-                await engine.handle(msg)
-                latencies.append(time.perf_counter() - t)
-
-            await asyncio.gather(*(one(m) for m in batch))
+        latencies = await run_interleaved(engine, scripts)
         elapsed = time.perf_counter() - start
         await engine.close()
     latencies.sort()

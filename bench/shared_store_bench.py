@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pipeline_bench import script_for  # noqa: E402  (the same mix)
+from pipeline_bench import run_interleaved, script_for  # noqa: E402  (the same mix and loop)
 
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
@@ -39,7 +39,6 @@ KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 async def worker(args) -> int:
     """One bot process: its share of the users, interleaved step by step, like pipeline_bench."""
     from bot.engine import Engine
-    from bot.messages import Attachment, Incoming
     from bot.settings import load_settings
     from media import make_jpeg
 
@@ -57,23 +56,8 @@ async def worker(args) -> int:
     mine = {u: s for i, (u, s) in enumerate(every.items()) if i % args.of == args.index}
     print("ready", flush=True)
     sys.stdin.readline()  # "go"
-    latencies = []
     start = time.time()
-    for step in range(max(len(s) for s in mine.values())):
-        batch = []
-        for user, steps in mine.items():
-            if step < len(steps):
-                e = steps[step]
-                att = Attachment(e["image"], "image") if "image" in e else None
-                batch.append(Incoming(message_id=f"{user}-{step}", chat=user, sender=user,
-                                      text=e.get("text", ""), attachment=att))
-
-        async def one(msg):
-            t = time.perf_counter()
-            await engine.handle(msg)
-            latencies.append(time.perf_counter() - t)
-
-        await asyncio.gather(*(one(m) for m in batch))
+    latencies = await run_interleaved(engine, mine)
     end = time.time()
     await engine.close()
     print(json.dumps({"start": start, "end": end, "messages": len(latencies), "latencies": latencies}), flush=True)
@@ -81,6 +65,7 @@ async def worker(args) -> int:
 
 
 def run(n: int, users: int, database_url: str | None, tmp: Path) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(n):
         cmd = [sys.executable, __file__, "--worker", "--index", str(i), "--of", str(n), "--users", str(users),

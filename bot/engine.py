@@ -178,14 +178,14 @@ class Engine:
             snapshot = self.snapshot
             writes = Writes()
             try:
-                async with self.store.turn(msg.conversation_key):
-                    if self.store.is_processed(msg.message_id):
+                async with self.store.turn(msg.conversation_key, msg.message_id) as hold:
+                    if hold.processed:
                         return []
                     conv = None
                     if self.admin.is_command(msg.text) and (not msg.room or msg.mention):
                         replies = await self.admin.handle(msg, now)
                     else:
-                        conv = self.store.load(msg.chat, msg.sender)
+                        conv = hold.conversation
                         conv.account = self.settings.account  # reminders go out through this account
                         replies = await self.dialog.handle(snapshot.kb, snapshot.matcher, msg, conv, now,
                                                            snapshot.reader, writes)
@@ -224,10 +224,10 @@ class Engine:
         due = self.store.idle_conversations(now - timedelta(minutes=self.settings.reminder_minutes))
         out: list[Outgoing] = []
         for stale in due:
-            async with self._lock(stale.key), self.store.turn(stale.key, wait=False) as mine:
-                if not mine:
+            async with self._lock(stale.key), self.store.turn(stale.key, wait=False) as hold:
+                if not hold:
                     continue  # another process is in this conversation now; its state decides
-                conv = self.store.load(stale.chat, stale.sender)  # may have moved on meanwhile
+                conv = hold.conversation  # read again under the lock: it may have moved on
                 if conv.state == "idle" or conv.last_activity is None:
                     continue
                 writes = Writes()

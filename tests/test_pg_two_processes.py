@@ -53,12 +53,17 @@ class Process:
         return self.p.wait(timeout=60)
 
 
-class Pair:
-    def __init__(self, url: str, tmp: Path, crash_a: str = ""):
+class Processes:
+    """Replay processes whose replies are collected together."""
+
+    def __init__(self):
         self.out: queue.Queue = queue.Queue()
-        self.procs = {"a": Process("a", url, tmp / "a", self.out, crash_a),
-                      "b": Process("b", url, tmp / "b", self.out)}
+        self.procs: dict[str, Process] = {}
         self.replies: list[tuple[str, dict]] = []
+
+    def start(self, name: str, url: str, data: Path, crash_at: str = "") -> Process:
+        self.procs[name] = Process(name, url, data, self.out, crash_at)
+        return self.procs[name]
 
     def wait_for(self, message_id: str, timeout: float = 60) -> None:
         """Until `message_id` was answered by either process (and its other lines printed)."""
@@ -80,10 +85,21 @@ class Pair:
                 break
 
 
+def pair(url: str, tmp: Path, crash_a: str = "") -> Processes:
+    group = Processes()
+    group.start("a", url, tmp / "a", crash_a)
+    group.start("b", url, tmp / "b")
+    return group
+
+
+def cli(*args: str, url: str = "", key: str = KEY, data: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, BOT_APPEAL_KEY=key, BOT_DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "bot", *args, *(["--data-dir", str(data)] if data else [])],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def _export(url: str, data: Path, appeal_id: str, out: Path) -> Path:
-    env = dict(os.environ, BOT_APPEAL_KEY=KEY, BOT_DATABASE_URL=url, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "bot", "appeals", "export", appeal_id, "--out", str(out),
-                           "--data-dir", str(data)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = cli("appeals", "export", appeal_id, "--out", str(out), url=url, data=data)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
@@ -118,25 +134,25 @@ def test_one_appeal_across_two_processes(postgres_server, tmp_path, media, basel
     url = postgres_server.new_database()
     seed = int(os.environ.get("TWO_PROCESS_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    pair = Pair(url, tmp_path)
+    two = pair(url, tmp_path)
     events = script(media)
     redelivered = []
     try:
         for event in events:
             first = rng.choice("ab")
-            pair.procs[first].send(event)
+            two.procs[first].send(event)
             if rng.random() < 0.4:  # the other account gets the same message id at the same moment
-                pair.procs["b" if first == "a" else "a"].send(event)
+                two.procs["b" if first == "a" else "a"].send(event)
                 redelivered.append(event["id"])
-            pair.wait_for(event["id"])
-        pair.settle(2.5)  # the live poll (1 s) would print anything left over
+            two.wait_for(event["id"])
+        two.settle(2.5)  # the live poll (1 s) would print anything left over
     finally:
-        codes = [p.close() for p in pair.procs.values()]
+        codes = [p.close() for p in two.procs.values()]
     assert codes == [0, 0]
     assert redelivered, f"seed {seed}: nothing was redelivered"
-    got = by_message([r for _, r in pair.replies])
+    got = by_message([r for _, r in two.replies])
     assert got == baseline, f"seed {seed}"  # every reply once per message id, as with one process
-    _check_package(url, tmp_path, pair.replies, media)
+    _check_package(url, tmp_path, two.replies, media)
 
 
 def test_a_process_killed_mid_turn_leaves_nothing_and_the_other_finishes(postgres_server, tmp_path, media,
@@ -145,16 +161,16 @@ def test_a_process_killed_mid_turn_leaves_nothing_and_the_other_finishes(postgre
     events = script(media)
     photo = events[7]  # the ID card's front: written into the turn's transaction, then SIGKILL
     assert photo.get("image")
-    pair = Pair(url, tmp_path, crash_a=f"file_saved@{photo['id']}")
+    two = pair(url, tmp_path, crash_a=f"file_saved@{photo['id']}")
     rng = random.Random(7)
     try:
         for event in events[:7]:
-            pair.procs[rng.choice("ab")].send(event)
-            pair.wait_for(event["id"])
-        pair.procs["a"].send(photo)
-        assert pair.procs["a"].p.wait(timeout=60) == -9  # killed in the middle of the turn
-        pair.settle(0.5)
-        assert not [r for _, r in pair.replies if r.get("reply_to") == photo["id"]]
+            two.procs[rng.choice("ab")].send(event)
+            two.wait_for(event["id"])
+        two.procs["a"].send(photo)
+        assert two.procs["a"].p.wait(timeout=60) == -9  # killed in the middle of the turn
+        two.settle(0.5)
+        assert not [r for _, r in two.replies if r.get("reply_to") == photo["id"]]
         import psycopg
 
         with psycopg.connect(url) as conn:  # nothing of the dead turn is in the database
@@ -162,12 +178,55 @@ def test_a_process_killed_mid_turn_leaves_nothing_and_the_other_finishes(postgre
                                 (photo["id"],)).fetchone()[0] == 0
             assert conn.execute("SELECT COUNT(*) FROM blobs WHERE key LIKE 'files/%%'").fetchone()[0] == 1
         for event in events[7:]:  # the same id again, then the rest: all on the other process
-            pair.procs["b"].send(event)
-            pair.wait_for(event["id"])
-        pair.settle(1.5)
+            two.procs["b"].send(event)
+            two.wait_for(event["id"])
+        two.settle(1.5)
     finally:
-        assert pair.procs["b"].close() == 0
-        pair.procs["a"].p.kill()
-    got = by_message([r for _, r in pair.replies])
+        assert two.procs["b"].close() == 0
+        two.procs["a"].p.kill()
+    got = by_message([r for _, r in two.replies])
     assert got == baseline
-    _check_package(url, tmp_path, pair.replies, media)
+    _check_package(url, tmp_path, two.replies, media)
+
+
+def test_an_sqlite_deployment_moves_to_postgresql_mid_appeal(postgres_server, tmp_path, media, baseline):
+    """`db copy` of a data dir with a half-collected appeal (photos among it); the same account then
+    finishes the appeal on PostgreSQL, and nothing was decrypted on the way."""
+    events = script(media)
+    data = tmp_path / "sqlite-data"
+    one = Processes()
+    one.start("main", "", data)
+    for event in events[:9]:  # up to the ID card's back: three photos in working files
+        one.procs["main"].send(event)
+        one.wait_for(event["id"])
+    assert one.procs["main"].close() == 0
+    source = f"sqlite:///{data}/bot.sqlite3"
+    url = postgres_server.new_database()
+
+    wrong = cli("db", "copy", "--from", source, "--to", url, key="ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=",
+                data=tmp_path / "x")
+    assert wrong.returncode == 2 and "key" in wrong.stderr
+    copied = cli("db", "copy", "--from", source, "--to", url, data=tmp_path / "x")
+    assert copied.returncode == 0, copied.stderr
+    assert "conversations 1" in copied.stdout and "files 3" in copied.stdout
+    again = cli("db", "copy", "--from", source, "--to", url, data=tmp_path / "x")
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+    import psycopg
+
+    with psycopg.connect(url) as conn:  # the working files arrived as they were: still encrypted
+        tokens = [bytes(r[0]) for r in conn.execute(
+            "SELECT data FROM blob_chunks WHERE key LIKE 'files/%%' ORDER BY key, n")]
+    on_disk = sorted((data / "files").rglob("*.enc"))
+    assert len(on_disk) == 3 and sorted(tokens) == sorted(p.read_bytes() for p in on_disk)
+    assert all(t.startswith(b"gAAAAA") for t in tokens)  # Fernet tokens
+
+    one.start("main-pg", url, tmp_path / "pg-data")  # BOT_ACCOUNT differs: the rows are the old account's
+    for event in events[9:]:
+        one.procs["main-pg"].send(event)
+        one.wait_for(event["id"])
+    one.settle(1.5)
+    assert one.procs["main-pg"].close() == 0
+    got = by_message([r for _, r in one.replies])
+    assert got == baseline
+    _check_package(url, tmp_path, [(n, r) for n, r in one.replies if n == "main-pg"], media)

@@ -69,6 +69,18 @@ class Conversation:
 
 
 @dataclass
+class TurnHold:
+    """What `SqlStore.turn` yields: whether this process holds the conversation, and, read once it
+    does, whether the message id was already handled and the conversation as committed."""
+    held: bool
+    processed: bool = False
+    conversation: Conversation | None = None
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
+@dataclass
 class Writes:
     """What one turn writes besides the conversation: collected by the dialog, committed by
     `Store.commit_turn` in the turn's transaction. `after_commit` holds file keys to delete once
@@ -142,10 +154,22 @@ class SqlStore:
         yield
 
     @asynccontextmanager
-    async def turn(self, key: tuple[str, str], wait: bool = True):
-        """Hold one conversation for a turn, across processes; yields False when `wait` is False
-        and another process holds it. The base (one process) has nothing to hold."""
-        yield True
+    async def turn(self, key: tuple[str, str], message_id: str | None = None, wait: bool = True):
+        """Hold one conversation for a turn, across processes, and read it: yields a `TurnHold`
+        (falsy when `wait` is False and another process holds it). The base (one process) has
+        nothing to hold."""
+        yield self._hold(key, message_id)
+
+    def _hold(self, key: tuple[str, str], message_id: str | None) -> TurnHold:
+        return TurnHold(True, bool(message_id) and self.is_processed(message_id), self.load(*key))
+
+    def _batch(self, statements: list[tuple[str, tuple]], returning: int | None = None) -> list:
+        """Run statements in order, in the current transaction; returns each one's changed-row
+        count, or for index `returning` its rows. A backend with a server sends them in one go."""
+        out = []
+        for i, (sql, args) in enumerate(statements):
+            out.append(self._query(sql, args) if i == returning else self._exec(sql, args))
+        return out
 
     @contextmanager
     def exclusive(self, name: str):
@@ -173,40 +197,50 @@ class SqlStore:
         Sets `outbox_id` on each reply. Raises (and commits nothing) on any error, and
         `AlreadyProcessed` when another process committed `message_id` first."""
         blobs = [self._vault.encrypt(json.dumps(_payload(r), ensure_ascii=False).encode()) for r in replies]
+        sts: list[tuple[str, tuple]] = []
+        for sender in writes.deleted_users:
+            sts += self._delete_user_sql(sender)
+        if conv is not None:
+            sts.append(self._save_sql(conv))
+        processed_at = len(sts)
+        if message_id is not None:
+            sts.append(("INSERT INTO processed (message_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (message_id, _iso(at))))
+        if writes.events:  # one statement for all
+            sts.append(("INSERT INTO events (kind, prompt_id, at) VALUES " + ", ".join(["(?, ?, ?)"] * len(writes.events)),
+                        tuple(x for k, t, p in writes.events for x in (k, p, _iso(t)))))
+        sts += [self._unmatched_sql(text, t) for text, t in writes.unmatched]
+        for row in writes.appeals:
+            sts.append(("INSERT INTO appeals (appeal_id, sender, route, prompt_id, status, masked_identity, "
+                        "created_at, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appeal_id) DO UPDATE "
+                        "SET sender = excluded.sender, route = excluded.route, prompt_id = excluded.prompt_id, "
+                        "status = excluded.status, masked_identity = excluded.masked_identity, "
+                        "created_at = excluded.created_at, account = excluded.account", (*row, self.account)))
+        for appeal_id, status, t, by, note, msg_id in writes.statuses:
+            sts += self._status_sql(appeal_id, status, t, by, note, msg_id)
+        for appeal_id, next_at, attempts, error in writes.sends:
+            if next_at is None:
+                sts.append(("DELETE FROM sends WHERE appeal_id = ?", (appeal_id,)))
+            else:
+                sts.append(("INSERT INTO sends (appeal_id, attempts, next_at, last_error) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT (appeal_id) DO UPDATE SET attempts = excluded.attempts, "
+                            "next_at = excluded.next_at, last_error = excluded.last_error",
+                            (appeal_id, attempts, _iso(next_at), error)))
+        outbox_at = None
+        if replies:  # one statement; ids are given in the order of the rows
+            outbox_at = len(sts)
+            sts.append(("INSERT INTO outbox (reply_to, chat, account, payload, created_at) VALUES "
+                        + ", ".join(["(?, ?, ?, ?, ?)"] * len(replies)) + " RETURNING id",
+                        tuple(x for r, blob in zip(replies, blobs)
+                              for x in (r.reply_to, r.chat, r.account if r.account is not None else self.account,
+                                        blob, _iso(at)))))
         with self.transaction():
-            for sender in writes.deleted_users:
-                self.delete_user(sender)
-            if conv is not None:
-                self.save(conv)
-            if message_id is not None:
-                if not self._exec("INSERT INTO processed (message_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                  (message_id, _iso(at))):
-                    raise AlreadyProcessed(message_id)
-            for k, t, p in writes.events:
-                self._exec("INSERT INTO events (kind, prompt_id, at) VALUES (?, ?, ?)", (k, p, _iso(t)))
-            for text, t in writes.unmatched:
-                self.record_unmatched(text, t)
-            for row in writes.appeals:
-                self._exec("INSERT INTO appeals (appeal_id, sender, route, prompt_id, status, masked_identity, "
-                           "created_at, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appeal_id) DO UPDATE "
-                           "SET sender = excluded.sender, route = excluded.route, prompt_id = excluded.prompt_id, "
-                           "status = excluded.status, masked_identity = excluded.masked_identity, "
-                           "created_at = excluded.created_at, account = excluded.account", (*row, self.account))
-            for appeal_id, status, t, by, note, msg_id in writes.statuses:
-                self._set_status(appeal_id, status, t, by, note, msg_id)
-            for appeal_id, next_at, attempts, error in writes.sends:
-                if next_at is None:
-                    self._exec("DELETE FROM sends WHERE appeal_id = ?", (appeal_id,))
-                else:
-                    self._exec("INSERT INTO sends (appeal_id, attempts, next_at, last_error) VALUES (?, ?, ?, ?) "
-                               "ON CONFLICT (appeal_id) DO UPDATE SET attempts = excluded.attempts, "
-                               "next_at = excluded.next_at, last_error = excluded.last_error",
-                               (appeal_id, attempts, _iso(next_at), error))
-            for r, blob in zip(replies, blobs):
-                account = r.account if r.account is not None else self.account
-                r.outbox_id = self._query(
-                    "INSERT INTO outbox (reply_to, chat, account, payload, created_at) VALUES (?, ?, ?, ?, ?) "
-                    "RETURNING id", (r.reply_to, r.chat, account, blob, _iso(at)))[0][0]
+            results = self._batch(sts, returning=outbox_at)
+            if message_id is not None and not results[processed_at]:
+                raise AlreadyProcessed(message_id)
+        if outbox_at is not None:
+            for r, (oid,) in zip(replies, sorted(results[outbox_at])):
+                r.outbox_id = oid
 
     # -- the outbox ------------------------------------------------------------------------
     def unsent(self, limit: int = 500) -> list[Outgoing]:
@@ -236,15 +270,16 @@ class SqlStore:
         self._exec("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (_iso(before),))
 
     # -- appeal statuses and the send queue ------------------------------------------------
-    def _set_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None,
-                    message_id: str | None) -> None:
+    @staticmethod
+    def _status_sql(appeal_id: str, status: str, at: datetime, by: str, note: str | None,
+                    message_id: str | None) -> list[tuple[str, tuple]]:
         sets, args = ["status = ?", "status_at = ?", "note = ?"], [status, _iso(at), note]
         if message_id:
             sets += ["message_id = ?", "sent_at = ?"]
             args += [message_id, _iso(at)]
-        self._exec(f"UPDATE appeals SET {', '.join(sets)} WHERE appeal_id = ?", (*args, appeal_id))
-        self._exec('INSERT INTO appeal_history (appeal_id, status, at, "by", note) VALUES (?, ?, ?, ?, ?)',
-                   (appeal_id, status, _iso(at), by, note))
+        return [(f"UPDATE appeals SET {', '.join(sets)} WHERE appeal_id = ?", (*args, appeal_id)),
+                ('INSERT INTO appeal_history (appeal_id, status, at, "by", note) VALUES (?, ?, ?, ?, ?)',
+                 (appeal_id, status, _iso(at), by, note))]
 
     def change_status(self, appeal_id: str, status: str, at: datetime, by: str, note: str | None,
                       replies: list[Outgoing]) -> None:
@@ -347,30 +382,34 @@ class SqlStore:
         self._exec("DELETE FROM processed WHERE at < ?", (_iso(before),))
 
     # -- conversations ----------------------------------------------------------------
+    CONVERSATION_COLUMNS = "state, data, last_activity, reminded, account"
+
     def load(self, chat: str, sender: str) -> Conversation:
-        rows = self._query("SELECT state, data, last_activity, reminded, account FROM conversations "
-                           "WHERE chat = ? AND sender = ?", (chat, sender))
-        if not rows:
+        rows = self._query(f"SELECT {self.CONVERSATION_COLUMNS} FROM conversations WHERE chat = ? AND sender = ?",
+                           (chat, sender))
+        return self._conversation(chat, sender, rows[0] if rows else None)
+
+    def _conversation(self, chat: str, sender: str, row) -> Conversation:
+        if row is None:
             return Conversation(chat, sender)
-        state, blob, last, reminded, account = rows[0]
+        state, blob, last, reminded, account = row
         data = json.loads(self._vault.decrypt(bytes(blob)))
         return Conversation(chat, sender, state, data, _parse(last), bool(reminded), account or "")
 
     def save(self, conv: Conversation) -> None:
-        if conv.state == "idle" and not conv.data:
-            self.delete_conversation(conv.chat, conv.sender)
-            return
-        blob = self._vault.encrypt(json.dumps(conv.data, ensure_ascii=False).encode())
-        self._exec("INSERT INTO conversations (chat, sender, state, data, last_activity, reminded, account) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat, sender) DO UPDATE SET "
-                   "state = excluded.state, data = excluded.data, last_activity = excluded.last_activity, "
-                   "reminded = excluded.reminded, account = excluded.account",
-                   (conv.chat, conv.sender, conv.state, blob,
-                    _iso(conv.last_activity or datetime.now(timezone.utc)), int(conv.reminded),
-                    conv.account or self.account))
+        self._exec(*self._save_sql(conv))
 
-    def delete_conversation(self, chat: str, sender: str) -> None:
-        self._exec("DELETE FROM conversations WHERE chat = ? AND sender = ?", (chat, sender))
+    def _save_sql(self, conv: Conversation) -> tuple[str, tuple]:
+        if conv.state == "idle" and not conv.data:
+            return ("DELETE FROM conversations WHERE chat = ? AND sender = ?", (conv.chat, conv.sender))
+        blob = self._vault.encrypt(json.dumps(conv.data, ensure_ascii=False).encode())
+        return ("INSERT INTO conversations (chat, sender, state, data, last_activity, reminded, account) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat, sender) DO UPDATE SET "
+                "state = excluded.state, data = excluded.data, last_activity = excluded.last_activity, "
+                "reminded = excluded.reminded, account = excluded.account",
+                (conv.chat, conv.sender, conv.state, blob,
+                 _iso(conv.last_activity or datetime.now(timezone.utc)), int(conv.reminded),
+                 conv.account or self.account))
 
     def conversations_of(self, sender: str) -> list[Conversation]:
         rows = self._query("SELECT chat FROM conversations WHERE sender = ?", (sender,))
@@ -400,12 +439,12 @@ class SqlStore:
                            + f" ORDER BY created_at DESC, {self.SEQ} DESC LIMIT ? OFFSET ?", (*args, limit, offset))
         return [dict(zip(keys, r)) for r in rows]
 
-    def delete_user(self, sender: str) -> None:
-        self._exec("DELETE FROM conversations WHERE sender = ?", (sender,))
-        for table in ("appeal_history", "sends"):
-            self._exec(f"DELETE FROM {table} WHERE appeal_id IN (SELECT appeal_id FROM appeals WHERE sender = ?)",
-                       (sender,))
-        self._exec("DELETE FROM appeals WHERE sender = ?", (sender,))
+    @staticmethod
+    def _delete_user_sql(sender: str) -> list[tuple[str, tuple]]:
+        return [("DELETE FROM conversations WHERE sender = ?", (sender,)),
+                *((f"DELETE FROM {table} WHERE appeal_id IN (SELECT appeal_id FROM appeals WHERE sender = ?)",
+                   (sender,)) for table in ("appeal_history", "sends")),
+                ("DELETE FROM appeals WHERE sender = ?", (sender,))]
 
     # -- stats ------------------------------------------------------------------------
     def event_counts(self, since: datetime | None = None) -> dict[str, int]:
@@ -421,8 +460,12 @@ class SqlStore:
         return dict(self._query(sql + " GROUP BY prompt_id ORDER BY prompt_id", args))
 
     def record_unmatched(self, text: str, at: datetime) -> None:
-        self._exec("INSERT INTO unmatched (text, count, last_at) VALUES (?, 1, ?) ON CONFLICT (text) "
-                   "DO UPDATE SET count = unmatched.count + 1, last_at = excluded.last_at", (text, _iso(at)))
+        self._exec(*self._unmatched_sql(text, at))
+
+    @staticmethod
+    def _unmatched_sql(text: str, at: datetime) -> tuple[str, tuple]:
+        return ("INSERT INTO unmatched (text, count, last_at) VALUES (?, 1, ?) ON CONFLICT (text) "
+                "DO UPDATE SET count = unmatched.count + 1, last_at = excluded.last_at", (text, _iso(at)))
 
     def top_unmatched(self, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
         return [tuple(r) for r in self._query("SELECT text, count FROM unmatched WHERE last_at >= ? "

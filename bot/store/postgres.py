@@ -21,7 +21,9 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from bot.store.base import DEFAULT_ACCOUNT, SqlStore, _iso
+from psycopg import sql as pgsql
+
+from bot.store.base import DEFAULT_ACCOUNT, SqlStore, TurnHold, _iso
 from bot.store.files import check_key
 
 # Advisory lock name spaces (the first int of pg_advisory_xact_lock(int, int)).
@@ -72,6 +74,12 @@ SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
     ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
+
+
+_TURN_START = pgsql.SQL(
+    "BEGIN; SELECT pg_try_advisory_xact_lock({a}, {b}); "
+    "SELECT EXISTS (SELECT 1 FROM processed WHERE message_id = {message_id}); "
+    "SELECT {columns} FROM conversations WHERE chat = {chat} AND sender = {sender}")
 
 
 @lru_cache(maxsize=512)
@@ -145,10 +153,10 @@ class PgStore(SqlStore):
 
     @contextmanager
     def transaction(self):
-        conn = self._tx.get()
-        if conn is not None:  # nested: a savepoint in the enclosing transaction
-            with conn.transaction():
-                yield
+        if self._tx.get() is not None:
+            # nested: part of the enclosing transaction (a failure inside fails it whole, and the
+            # engine answers the message in a new one: no savepoint round trips)
+            yield
             return
         with self.pool.connection() as conn:
             with conn.transaction():
@@ -159,28 +167,59 @@ class PgStore(SqlStore):
                     self._tx.reset(token)
 
     @asynccontextmanager
-    async def turn(self, key: tuple[str, str], wait: bool = True):
+    async def turn(self, key: tuple[str, str], message_id: str | None = None, wait: bool = True):
         """One transaction for the turn, holding the conversation's advisory lock until it ends:
         commit_turn's writes (and files written meanwhile) commit when the block ends."""
         if self._tx.get() is not None:
-            yield True
+            yield self._hold(key, message_id)
             return
         lock = (LOCK_TURN, _lock_id(*key))
-        conn = await asyncio.to_thread(self.turn_pool.getconn)
+        if self.turn_pool.get_stats().get("pool_available", 0) > 0:
+            conn = self.turn_pool.getconn()  # one is free: no need to leave the loop
+        else:
+            conn = await asyncio.to_thread(self.turn_pool.getconn)
         try:
-            with conn.transaction():
-                got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", lock).fetchone()[0]
-                if not got and wait:
-                    # another process is in this creator's turn: wait off the loop
+            # One round trip: BEGIN, the try-lock, and (valid when the lock was free) the
+            # processed check and the conversation. Values are quoted by psycopg (sql.Literal).
+            cur = conn.execute(_TURN_START.format(
+                a=pgsql.Literal(lock[0]), b=pgsql.Literal(lock[1]), message_id=pgsql.Literal(message_id),
+                columns=pgsql.SQL(self.CONVERSATION_COLUMNS), chat=pgsql.Literal(key[0]),
+                sender=pgsql.Literal(key[1])))
+            cur.nextset()
+            got = cur.fetchone()[0]
+            token = self._tx.set(conn)
+            try:
+                if got:
+                    cur.nextset()
+                    processed = cur.fetchone()[0]
+                    cur.nextset()
+                    hold = TurnHold(True, processed, self._conversation(*key, cur.fetchone()))
+                elif wait:
+                    # another process is in this creator's turn: wait off the loop, then read
                     await asyncio.to_thread(conn.execute, "SELECT pg_advisory_xact_lock(%s, %s)", lock)
-                    got = True
-                token = self._tx.set(conn)
-                try:
-                    yield got
-                finally:
-                    self._tx.reset(token)
+                    hold = self._hold(key, message_id)
+                else:
+                    hold = TurnHold(False)
+                yield hold
+            finally:
+                self._tx.reset(token)
+        except BaseException:
+            if not conn.closed:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
         finally:
             self.turn_pool.putconn(conn)
+
+    def _batch(self, statements: list[tuple[str, tuple]], returning: int | None = None) -> list:
+        """In a transaction: all statements in one pipeline (one round trip instead of one each)."""
+        conn = self._tx.get()
+        if conn is None:
+            return super()._batch(statements, returning)
+        with conn.pipeline():
+            cursors = [conn.execute(_pg(sql), args) for sql, args in statements]
+        return [cur.fetchall() if i == returning else cur.rowcount for i, cur in enumerate(cursors)]
 
     @contextmanager
     def exclusive(self, name: str):
