@@ -376,3 +376,24 @@ def test_database_files_are_seen_by_every_process(backend):
     a.files.write("files/k/a.enc", b"token")
     assert b.files.read("files/k/a.enc") == b"token"
     assert raw(b, "SELECT chunks FROM blobs")[0][0] == 1
+
+
+# -- a store that cannot be opened: one line, no password, no traceback -------------------------
+@pytest.mark.parametrize("url,expected", [
+    ("postgresql://bot:s3cret@127.0.0.1:1/nowhere", "cannot open the store at postgresql://bot:***@127.0.0.1:1/nowhere"),
+    ("mysql://bot@127.0.0.1/x", "database_url: must start with sqlite:/// or postgresql://"),
+])
+@pytest.mark.parametrize("command", [["db", "migrate"], ["replay", "-"]])
+def test_a_store_that_cannot_be_opened_is_one_clear_line(tmp_path, url, expected, command):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, BOT_DATABASE_URL=url, BOT_APPEAL_KEY=KEY, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "bot", *command, "--data-dir", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and "s3cret" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr

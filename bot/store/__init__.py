@@ -28,7 +28,7 @@ def open_url(url: str, vault, account: str = "", data_dir=None) -> SqlStore:
         from bot.store.postgres import PgStore
 
         return PgStore(url, vault, account=account)
-    raise StoreUrlError("database_url must start with sqlite:/// or postgresql://")
+    raise StoreUrlError("must start with sqlite:/// or postgresql://")
 
 
 def open_store(settings, vault) -> SqlStore:

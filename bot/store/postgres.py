@@ -107,8 +107,12 @@ class PgStore(SqlStore):
     SEND_LEASE = timedelta(minutes=5)
 
     def __init__(self, url: str, vault, account: str = DEFAULT_ACCOUNT, pool_size: int = 8):
+        import psycopg
         from psycopg_pool import ConnectionPool
 
+        # A wrong address or password fails here at once, with the server's reason (a pool would
+        # retry quietly until its timeout).
+        psycopg.connect(url, connect_timeout=10).close()
         super().__init__(vault, None, account)
         self.url = url
         self.files = DbFiles(self)
