@@ -156,8 +156,9 @@ class Engine:
         A redelivered message id returns [] (its replies, if not yet sent, wait in the outbox)."""
         now = msg.at or datetime.now(timezone.utc)
         # Bounded work per message, before any scan; undecodable bytes (lone surrogates from a
-        # terminal or a broken client) become "?" so no later step can choke on them.
-        text = msg.text[:MAX_MESSAGE_CHARS].encode("utf-8", "replace").decode("utf-8")
+        # terminal or a broken client) become "?" and NUL characters go (PostgreSQL refuses them
+        # in text), so no later step can choke on them.
+        text = msg.text[:MAX_MESSAGE_CHARS].encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
         if text != msg.text:
             msg = dataclasses.replace(msg, text=text)
         if msg.room:

@@ -84,3 +84,12 @@ async def test_a_reload_on_one_process_reaches_the_other(two):
     assert b.engine.snapshot.loaded_at == loaded_at
     await a.send(tick=START)  # the process that announced it does not reload again
     assert a.engine.snapshot.loaded_by != "another process"
+
+
+async def test_binary_chatter_with_nul_characters_is_answered(two):
+    a = await two("a")
+    r = await a.say("\x00\x00认证信息已超过入驻上限\x00")
+    assert r["prompt_id"] is not None and "出了点问题" not in r["text"]
+    r = await a.say("\x00求互关\x00啊啊\x00")  # unmatched: its text is counted for the operators
+    assert "出了点问题" not in r["text"]
+    assert a.engine.store.event_counts()["message"] == 2

@@ -29,7 +29,7 @@ def change_status(settings, store, kb, appeal_id: str, status: str, by: str, not
     if appeal is None:
         raise StatusError(f"no appeal {appeal_id}")
     now = now or datetime.now(timezone.utc)
-    note = (note or "").strip() or None
+    note = (note or "").replace("\x00", "").strip() or None  # NUL: never meant, refused by PostgreSQL
     text = render(kb.responses[f"appeal_status_{status}"], appeal_id=appeal_id,
                   note=render(kb.responses["appeal_status_note"], note=note) if note else "",
                   retention_days=f"{settings.appeal_retention_days:g}")

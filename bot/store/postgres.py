@@ -208,8 +208,10 @@ class PgStore(SqlStore):
             finally:
                 self._tx.reset(token)
         except BaseException:
-            if not conn.closed:
+            try:
                 conn.execute("ROLLBACK")
+            except Exception:  # the connection itself is gone: the server rolled back already
+                pass
             raise
         else:
             conn.execute("COMMIT")
