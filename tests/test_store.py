@@ -19,18 +19,17 @@ OTHER_KEY = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request, tmp_path):
-    """`backend(account=...)` opens a store on this test's database; every call the same
+def _stores(kind: str, request, tmp_path):
+    """`open_store(account=...)` opens a store on this test's database; every call the same
     database (two calls = two processes sharing it)."""
     opened = []
-    if request.param == "postgresql":
+    if kind == "postgresql":
         if PG_MISSING_REASON is not None:
             pytest.skip(PG_MISSING_REASON)
         url = request.getfixturevalue("postgres_server").new_database()
 
     def open_store(account="main", key=KEY):
-        if request.param == "sqlite":
+        if kind == "sqlite":
             store = SqliteStore(tmp_path / "bot.sqlite3", Vault(key), DiskFiles(tmp_path), account=account)
         else:
             from bot.store.postgres import PgStore
@@ -39,7 +38,23 @@ def backend(request, tmp_path):
         opened.append(store)
         return store
 
-    open_store.kind = request.param
+    open_store.kind = kind
+    return open_store, opened
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """The store's suite runs on both backends."""
+    open_store, opened = _stores(request.param, request, tmp_path)
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def postgres(request, tmp_path):
+    """What only several processes on one PostgreSQL database can show."""
+    open_store, opened = _stores("postgresql", request, tmp_path)
     yield open_store
     for store in opened:
         store.close()
@@ -59,14 +74,13 @@ def test_migrations_are_versioned_and_applied_once(backend):
     assert raw(again, "SELECT COUNT(*) FROM schema_version WHERE version = ?", (SCHEMA_VERSION,))[0][0] == 1
 
 
-def test_two_processes_migrating_at_once_take_turns(backend):
-    if backend.kind == "sqlite":
-        pytest.skip("SQLite's case: tests/test_store_migrations.py (two processes)")
+def test_two_processes_migrating_at_once_take_turns(postgres):
+    # SQLite's case: tests/test_store_migrations.py (two processes)
     results, errors = [], []
 
     def start():
         try:
-            results.append(backend().migrations_applied)
+            results.append(postgres().migrations_applied)
         except Exception as exc:  # noqa: BLE001 (reported below)
             errors.append(exc)
 
@@ -159,11 +173,10 @@ async def test_turns_of_one_conversation_never_overlap(backend):
         assert same
 
 
-async def test_a_waiting_turn_sees_what_the_first_committed(backend):
-    """Two processes on one creator: the second waits, then reads the first one's state."""
-    if backend.kind == "sqlite":
-        pytest.skip("one process per SQLite file: the engine's in-process lock serialises turns")
-    a, b = backend("a"), backend("b")
+async def test_a_waiting_turn_sees_what_the_first_committed(postgres):
+    """Two processes on one creator: the second waits, then reads the first one's state. (One process
+    per SQLite file: there the engine's in-process lock serialises turns.)"""
+    a, b = postgres("a"), postgres("b")
     order = []
 
     async def first():
@@ -186,10 +199,9 @@ async def test_a_waiting_turn_sees_what_the_first_committed(backend):
     assert order == ["a in", "a out", "b in", 1]
 
 
-async def test_files_written_in_a_turn_vanish_with_it(backend):
-    if backend.kind == "sqlite":
-        pytest.skip("on disk a file outlives a failed turn; the janitor removes it (test_crash_recovery)")
-    store = backend()
+async def test_files_written_in_a_turn_vanish_with_it(postgres):
+    # On disk (SQLite) a file outlives a failed turn; the janitor removes it (test_crash_recovery).
+    store = postgres()
     with pytest.raises(RuntimeError):
         async with store.turn(("u1", "u1")):
             store.files.write("files/k/a.enc", b"token")
@@ -369,10 +381,8 @@ def test_files_round_trip_in_either_area(backend):
             files.write(bad, b"x")
 
 
-def test_database_files_are_seen_by_every_process(backend):
-    if backend.kind == "sqlite":
-        pytest.skip("one process per SQLite data dir")
-    a, b = backend("a"), backend("b")
+def test_database_files_are_seen_by_every_process(postgres):
+    a, b = postgres("a"), postgres("b")
     a.files.write("files/k/a.enc", b"token")
     assert b.files.read("files/k/a.enc") == b"token"
     assert raw(b, "SELECT chunks FROM blobs")[0][0] == 1
