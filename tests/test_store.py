@@ -407,3 +407,42 @@ def test_a_store_that_cannot_be_opened_is_one_clear_line(tmp_path, url, expected
     assert proc.returncode == 2
     assert expected in proc.stderr and "s3cret" not in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+# -- db copy: every row and file, still encrypted, either way ------------------------------------
+def test_copy_there_and_back_keeps_every_row_and_file(postgres, tmp_path):
+    from bot.store.copy import TABLES, CopyError, copy_store
+
+    src = SqliteStore(tmp_path / "one" / "bot.sqlite3", Vault(KEY), DiskFiles(tmp_path / "one"))
+    src.check_key()
+    _appeal(src)
+    w = Writes()
+    w.record("message", T0)
+    w.record_unmatched("在吗", T0)
+    src.commit_turn(Conversation("u1", "u1", "collecting", {"slots": {"real_name": "张三"}}, T0), "m1", T0, w,
+                    [Outgoing(chat="u1", to="u1", text="好的", reply_to="m1")])
+    src.set_web_user("ops", "hash", T0)
+    src.audit("ops", "login", None, "127.0.0.1", T0)
+    src.files.write("files/k/a.enc", b"token-a")
+    src.files.write_tree("appeals/AP-20261126-ABCDEF", {"appeal.json.enc": b"token-j"})
+    pg = postgres()
+    counts = copy_store(src, pg)
+    assert counts["files"] == 2 and counts["conversations"] == 1 and counts["outbox"] == 1
+    with pytest.raises(CopyError):
+        copy_store(src, pg)  # the target is not empty any more
+    back = SqliteStore(tmp_path / "two" / "bot.sqlite3", Vault(KEY), DiskFiles(tmp_path / "two"))
+    copy_store(pg, back)
+    back.check_key()  # the source's key check came along
+    for table, columns in TABLES.items():
+        cols = ", ".join(columns)
+        assert raw(back, f"SELECT {cols} FROM {table} ORDER BY rowid") == raw(src, f"SELECT {cols} FROM {table} "
+                                                                                   "ORDER BY rowid"), table
+    assert back.files.read("files/k/a.enc") == b"token-a"
+    assert back.files.read("appeals/AP-20261126-ABCDEF/appeal.json.enc") == b"token-j"
+    assert back.load("u1", "u1").data == {"slots": {"real_name": "张三"}}
+    assert [r.text for r in back.unsent()] == ["好的"]
+    # new rows continue after the copied ones
+    pg.commit_turn(None, None, T0, Writes(), [Outgoing(chat="u2", to="u2", text="新的")])
+    assert [r.outbox_id for r in pg.unsent()] == [1, 2]
+    src.close()
+    back.close()
