@@ -93,3 +93,12 @@ async def test_binary_chatter_with_nul_characters_is_answered(two):
     r = await a.say("\x00求互关\x00啊啊\x00")  # unmatched: its text is counted for the operators
     assert "出了点问题" not in r["text"]
     assert a.engine.store.event_counts()["message"] == 2
+
+
+async def test_a_conversation_that_cannot_be_read_gets_a_clear_answer(two):
+    a = await two("a")
+    await a.say("人脸与公安网照片不一致,请确保是账户本人操作")
+    a.engine.store._exec("UPDATE conversations SET data = ?", (b"not a fernet token",))
+    r = await a.say("是")
+    assert "出了点问题" in r["text"]
+    assert a.engine.store.event_counts()["message"] == 2

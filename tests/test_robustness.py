@@ -152,3 +152,12 @@ async def test_undecodable_bytes_get_a_clear_reply_not_an_error(driver):
     await to_state(driver, P2, "是", "没有")
     r = await driver.say("\udcff\udcfe 乱码")  # what a terminal hands over for invalid UTF-8
     assert "出了点问题" not in r["text"] and r["awaiting"] == "account_name"
+
+
+async def test_a_conversation_that_cannot_be_read_gets_a_clear_answer(driver):
+    await driver.say(P2)
+    # a damaged row (a disk error, a hand edit): it no longer decrypts
+    driver.engine.store._exec("UPDATE conversations SET data = ?", (b"not a fernet token",))
+    r = await driver.say("是")
+    assert "出了点问题" in r["text"]
+    assert driver.engine.store.event_counts()["message"] == 2  # answered, and counted once

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -71,10 +72,18 @@ class Conversation:
 @dataclass
 class TurnHold:
     """What `SqlStore.turn` yields: whether this process holds the conversation, and, read once it
-    does, whether the message id was already handled and the conversation as committed."""
+    does, whether the message id was already handled and the conversation as committed (decoded
+    on first use: an admin command or a failed turn's answer never needs it, nor fails on it)."""
     held: bool
     processed: bool = False
-    conversation: Conversation | None = None
+    load: Callable[[], Conversation] | None = None
+    _conversation: Conversation | None = None
+
+    @property
+    def conversation(self) -> Conversation:
+        if self._conversation is None:
+            self._conversation = self.load()
+        return self._conversation
 
     def __bool__(self) -> bool:
         return self.held
@@ -161,7 +170,7 @@ class SqlStore:
         yield self._hold(key, message_id)
 
     def _hold(self, key: tuple[str, str], message_id: str | None) -> TurnHold:
-        return TurnHold(True, bool(message_id) and self.is_processed(message_id), self.load(*key))
+        return TurnHold(True, bool(message_id) and self.is_processed(message_id), lambda: self.load(*key))
 
     def _batch(self, statements: list[tuple[str, tuple]], returning: int | None = None) -> list:
         """Run statements in order, in the current transaction; returns each one's changed-row

@@ -197,7 +197,8 @@ class PgStore(SqlStore):
                     cur.nextset()
                     processed = cur.fetchone()[0]
                     cur.nextset()
-                    hold = TurnHold(True, processed, self._conversation(*key, cur.fetchone()))
+                    row = cur.fetchone()
+                    hold = TurnHold(True, processed, lambda: self._conversation(*key, row))
                 elif wait:
                     # another process is in this creator's turn: wait off the loop, then read
                     await asyncio.to_thread(conn.execute, "SELECT pg_advisory_xact_lock(%s, %s)", lock)
