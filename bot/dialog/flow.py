@@ -49,8 +49,7 @@ from bot.matching.normalize import to_simplified
 from bot.messages import Incoming, Outgoing
 from bot.privacy import has_mobile_number, redact
 from bot.settings import Settings
-from bot.store import Conversation, SqlStore, Writes
-from bot.store import OPERATOR_STATUSES
+from bot.store import OPERATOR_STATUSES, Conversation, SqlStore, Writes
 
 log = logging.getLogger(__name__)
 
