@@ -13,10 +13,14 @@ from __future__ import annotations
 
 
 def clean(store, min_age_seconds: float = 600.0) -> dict[str, int]:
-    referenced, _ = store.file_references()
     files = store.files
+    # Files first, then the references: a file listed was committed (in the database) together with
+    # the conversation that references it, so that reference is seen by the later read, even when
+    # another process commits in between.
+    listed = files.files_with_age("files")
+    referenced, _ = store.file_references()
     removed = 0
-    for key, age in files.files_with_age("files"):
+    for key, age in listed:
         if key.removeprefix("files/") not in referenced and age >= min_age_seconds:
             files.delete(key)
             removed += 1
