@@ -161,3 +161,10 @@ async def test_a_conversation_that_cannot_be_read_gets_a_clear_answer(driver):
     r = await driver.say("是")
     assert "出了点问题" in r["text"]
     assert driver.engine.store.event_counts()["message"] == 2  # answered, and counted once
+
+
+async def test_a_text_file_sent_as_a_picture_is_called_what_it_is(driver, tmp_path):
+    fake = tmp_path / "note.jpg"
+    fake.write_text("这不是图片", encoding="utf-8")
+    r = (await driver.send(**{"from": "u1", "image": str(fake)}))[-1]
+    assert "不是可以打开的图片" in r["text"] and "打字发给我" in r["text"]

@@ -45,7 +45,7 @@ async def test_ui_words_alone_are_not_a_prompt(driver, shots):
 
 async def test_corrupt_image_gets_a_clear_answer(driver, shots):
     r = (await driver.send(**{"from": "u1", "image": str(shots["corrupt"])}))[-1]
-    assert r["state"] == "idle" and "没有找到" in r["text"]
+    assert r["state"] == "idle" and "不是可以打开的图片" in r["text"] and "打字发给我" in r["text"]
 
 
 async def test_screenshot_in_a_room_with_mention(driver, shots):

@@ -589,6 +589,9 @@ class Dialog:
         if state in ("collecting", "military", "confirm", "route", "file_slot", "switch") and t.data.get("route"):
             return await self._keep_pending(t, att.path, att.kind)
         if att.kind == "image" and state not in ("delete_confirm",):
+            check = await self._check_file_async(att.path, "image")
+            if not check.ok:  # not a picture at all (a text file, a broken download): say so
+                return [self._say(t, self.r("image_not_picture", error=check.error))]
             text = await self._ocr_text(att.path)
             if text is None:
                 return [self._say(t, self.r("image_unreadable"))]

@@ -43,6 +43,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "file_received": ("kind", "note"), "screenshot_prompt_note": ("prompt!",), "file_which": ("kind", "options!"),
     "file_which_reask": ("count!",), "file_discarded": ("question!",), "file_unused": ("question!",),
     "file_idle": (), "file_described": ("kind", "extra"), "media_seconds": ("seconds!",), "image_unreadable": (), "image_no_prompt": (),
+    "image_not_picture": ("error!",),
     # summary and package
     "summary": ("lines!", "next!"), "edit_out_of_range": ("count!",), "confirm_reask": (),
     "summary_online": (), "summary_send_to": ("email!",), "summary_operator": (),
