@@ -135,31 +135,17 @@ def _cmd_kb_check(settings, args) -> int:
 
 
 def _cmd_db(settings, args) -> int:
-    from bot.appeals.crypto import AppealKeyError, Vault, load_or_create_key
-    from bot.engine import StartupError, open_store_or_fail
-    from bot.store import KeyMismatch
+    from bot.appeals.crypto import Vault, load_or_create_key
+    from bot.engine import open_key_and_store
     from bot.store.sqlite import SCHEMA_VERSION
 
-    try:
-        vault = Vault(load_or_create_key(settings))
-    except AppealKeyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     if args.db_command == "copy":
-        return _cmd_db_copy(settings, vault, args)
+        return _cmd_db_copy(settings, Vault(load_or_create_key(settings)), args)
+    _, store = open_key_and_store(settings)
     try:
-        store = open_store_or_fail(settings, vault)
-    except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        store.check_key()
         applied = store.migrations_applied
         print(f"{store.describe()}: schema version {store.schema_version()} of {SCHEMA_VERSION}; "
               + (f"applied {', '.join(map(str, applied))}" if applied else "up to date"))
-    except KeyMismatch:
-        print("error: the encryption key is not the one this store was written with", file=sys.stderr)
-        return 2
     finally:
         store.close()
     return 0
@@ -241,14 +227,21 @@ def main(argv: list[str] | None = None) -> int:
         except (StartupError, AppealKeyError) as exc:  # a wrong or invalid key: one line, no traceback
             print(f"not starting: {exc}", file=sys.stderr)
             return 2
-    if args.command == "db":
-        return _cmd_db(settings, args)
-    if args.command == "web":
-        from bot.web.serve import web_command
+    from bot.appeals.crypto import AppealKeyError
+    from bot.engine import StartupError
 
-        return web_command(settings, args)
-    if args.command == "appeals":
-        from bot.appeals.cli import appeals_command
+    try:  # commands on the store: a wrong key or an unreachable store is one line, no traceback
+        if args.command == "db":
+            return _cmd_db(settings, args)
+        if args.command == "web":
+            from bot.web.serve import web_command
 
-        return appeals_command(settings, args)
+            return web_command(settings, args)
+        if args.command == "appeals":
+            from bot.appeals.cli import appeals_command
+
+            return appeals_command(settings, args)
+    except (StartupError, AppealKeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 2

@@ -52,6 +52,30 @@ class StartupError(Exception):
     """The bot cannot start (a wrong key, ...): one clear line, no traceback."""
 
 
+def open_key_and_store(settings: Settings, check_key: bool = True) -> tuple[Vault, SqlStore]:
+    """The key and the store every command works on, the key checked against the store's unless
+    `check_key` is False (operator commands that report an unreadable package themselves); one
+    clear line (StartupError) when either is wrong or unreachable."""
+    from bot.appeals.crypto import VaultError
+
+    try:
+        vault = Vault(load_or_create_key(settings))
+    except VaultError as exc:  # an invalid key or an unreadable key file
+        raise StartupError(str(exc)) from None
+    store = open_store_or_fail(settings, vault)
+    if not check_key:
+        return vault, store
+    try:
+        store.check_key()
+    except KeyMismatch:
+        store.close()
+        source = "BOT_APPEAL_KEY/appeal_key" if settings.appeal_key else f"the key file {settings.key_file}"
+        raise StartupError(
+            f"the encryption key ({source}) is not the one the data in {store.describe()} was written with; "
+            "start with the original key, or use another data dir or database") from None
+    return vault, store
+
+
 def open_store_or_fail(settings: Settings, vault: Vault) -> SqlStore:
     """The configured store, or one clear line (StartupError) when it cannot be opened."""
     from bot.store import StoreUrlError
@@ -107,17 +131,8 @@ class Engine:
     @classmethod
     async def open(cls, settings: Settings) -> "Engine":
         secure_dir(settings.data_dir)
-        vault = Vault(load_or_create_key(settings))
         snapshot = cls._load_snapshot(settings, "start")
-        store = open_store_or_fail(settings, vault)
-        try:
-            store.check_key()
-        except KeyMismatch:
-            store.close()
-            source = "BOT_APPEAL_KEY/appeal_key" if settings.appeal_key else f"the key file {settings.key_file}"
-            raise StartupError(
-                f"the encryption key ({source}) is not the one the data in {store.describe()} was written with; "
-                "start with the original key, or use another data dir or database") from None
+        vault, store = open_key_and_store(settings)
         ocr = None
         if settings.ocr_enabled:
             from bot.ocr import ScreenshotReader, ocr_available

@@ -4,23 +4,16 @@ from __future__ import annotations
 import json
 import sys
 
-from bot.appeals.crypto import Vault, VaultError, load_or_create_key
+from bot.appeals.crypto import VaultError
 from bot.appeals.package import PackageError, export_appeal, list_appeals
 
 
 def appeals_command(settings, args) -> int:
-    try:
-        vault = Vault(load_or_create_key(settings))
-    except VaultError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from bot.engine import StartupError
+    from bot.engine import open_key_and_store
 
-    try:
-        store = _store(settings, vault)
-    except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # a package written with another key is reported per package (exit 1), so no key check here;
+    # StartupError (no key, no store) is one line, printed by bot.cli
+    vault, store = open_key_and_store(settings, check_key=False)
     try:
         if args.appeals_command == "list":
             return _list(settings, vault, store, args)
@@ -35,12 +28,6 @@ def appeals_command(settings, args) -> int:
         store.close()
     print(f"exported {args.appeal_id} to {out}")
     return 0
-
-
-def _store(settings, vault):
-    from bot.engine import open_store_or_fail
-
-    return open_store_or_fail(settings, vault)
 
 
 def _list(settings, vault, store, args) -> int:

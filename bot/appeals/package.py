@@ -37,7 +37,6 @@ __all__ = [
     "FILE_SLOTS",
     "APPEAL_ID_RE",
     "new_appeal_id",
-    "appeals_dir",
     "build_email",
     "write_package",
     "read_appeal",
@@ -76,10 +75,6 @@ def new_appeal_id(now: datetime | None = None) -> str:
     now = now or datetime.now().astimezone()
     suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
     return f"AP-{now:%Y%m%d}-{suffix}"
-
-
-def appeals_dir(settings) -> Path:
-    return Path(settings.data_dir) / "appeals"
 
 
 def _area(settings, area):

@@ -61,10 +61,9 @@ def copy_store(src, dst, progress=print) -> dict[str, int]:
                           tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
             counts[table] = len(rows)
         if dst.kind == "postgresql":  # outbox ids were copied: the sequence continues after them
+            # (SQLite's AUTOINCREMENT continues after the highest id by itself)
             dst._exec("SELECT setval(pg_get_serial_sequence('outbox', 'id'), COALESCE(MAX(id), 0) + 1, false) "
                       "FROM outbox")
-        elif dst.kind == "sqlite":
-            pass  # AUTOINCREMENT continues after the highest id by itself
         n = 0
         for folder in FILE_FOLDERS:
             for key, _ in src.files.files_with_age(folder):

@@ -21,7 +21,7 @@ from pathlib import Path
 from bot.appeals.crypto import atomic_write, secure_dir
 
 
-def check_key(key: str) -> str:
+def safe_key(key: str) -> str:
     """Keys are relative, '/'-separated, without '.' or '..' parts: nothing escapes the root."""
     parts = key.split("/")
     if not key or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
@@ -38,7 +38,7 @@ class DiskFiles:
         self.root = Path(root)
 
     def path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        return self.root / safe_key(key)
 
     def write(self, key: str, token: bytes) -> None:
         atomic_write(self.path(key), token)
@@ -69,7 +69,7 @@ class DiskFiles:
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".tmp-{final.name}-"))  # created 0700
         try:
             for name, token in files.items():
-                atomic_write(tmp / check_key(name), token)
+                atomic_write(tmp / safe_key(name), token)
             os.chmod(tmp, 0o700)
             if final.exists():
                 old = final.with_name(f".old-{final.name}-{os.getpid()}")

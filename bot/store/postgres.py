@@ -24,7 +24,7 @@ from functools import lru_cache
 from psycopg import sql as pgsql
 
 from bot.store.base import DEFAULT_ACCOUNT, SqlStore, TurnHold, _iso
-from bot.store.files import check_key
+from bot.store.files import safe_key
 
 # Advisory lock name spaces (the first int of pg_advisory_xact_lock(int, int)).
 LOCK_MIGRATE, LOCK_TURN, LOCK_JOB = 0x0B07_0001, 0x0B07_0002, 0x0B07_0003
@@ -274,19 +274,19 @@ class DbFiles:
         s = self.store
         chunks = max(1, -(-len(token) // self.CHUNK))
         s._exec("INSERT INTO blobs (key, size, chunks, created_at) VALUES (?, ?, ?, ?)",
-                (check_key(key), len(token), chunks, _iso(datetime.now(timezone.utc))))
+                (safe_key(key), len(token), chunks, _iso(datetime.now(timezone.utc))))
         for i in range(chunks):
             s._exec("INSERT INTO blob_chunks (key, n, data) VALUES (?, ?, ?)",
                     (key, i, token[i * self.CHUNK:(i + 1) * self.CHUNK]))
 
     def write(self, key: str, token: bytes) -> None:
         with self.store.transaction():
-            self.store._exec("DELETE FROM blobs WHERE key = ?", (check_key(key),))
+            self.store._exec("DELETE FROM blobs WHERE key = ?", (safe_key(key),))
             self._insert(key, token)
 
     def chunks(self, key: str):
         """The stored bytes a chunk at a time; FileNotFoundError when absent."""
-        rows = self.store._query("SELECT chunks FROM blobs WHERE key = ?", (check_key(key),))
+        rows = self.store._query("SELECT chunks FROM blobs WHERE key = ?", (safe_key(key),))
         if not rows:
             raise FileNotFoundError(key)
         for i in range(rows[0][0]):
@@ -299,22 +299,22 @@ class DbFiles:
         return b"".join(self.chunks(key))
 
     def exists(self, key: str) -> bool:
-        return bool(self.store._query("SELECT 1 FROM blobs WHERE key = ?", (check_key(key),)))
+        return bool(self.store._query("SELECT 1 FROM blobs WHERE key = ?", (safe_key(key),)))
 
     def delete(self, key: str) -> None:
-        self.store._exec("DELETE FROM blobs WHERE key = ?", (check_key(key),))
+        self.store._exec("DELETE FROM blobs WHERE key = ?", (safe_key(key),))
 
     def delete_tree(self, prefix: str) -> bool:
-        return self.store._exec("DELETE FROM blobs WHERE starts_with(key, ?)", (check_key(prefix) + "/",)) > 0
+        return self.store._exec("DELETE FROM blobs WHERE starts_with(key, ?)", (safe_key(prefix) + "/",)) > 0
 
     def write_tree(self, prefix: str, files: dict[str, bytes]) -> None:
         with self.store.transaction():  # the old folder and the new one swap in one commit
             self.delete_tree(prefix)
             for name, token in files.items():
-                self._insert(f"{check_key(prefix)}/{check_key(name)}", token)
+                self._insert(f"{safe_key(prefix)}/{safe_key(name)}", token)
 
     def folders(self, prefix: str) -> list[str]:
-        p = check_key(prefix) + "/"
+        p = safe_key(prefix) + "/"
         rows = self.store._query(
             "SELECT DISTINCT split_part(substr(key, length(?) + 1), '/', 1) FROM blobs "
             "WHERE starts_with(key, ?) AND strpos(substr(key, length(?) + 1), '/') > 0", (p, p, p))
@@ -323,7 +323,7 @@ class DbFiles:
     def files_with_age(self, prefix: str) -> list[tuple[str, float]]:
         now = datetime.now(timezone.utc)
         rows = self.store._query("SELECT key, created_at FROM blobs WHERE starts_with(key, ?)",
-                                 (check_key(prefix) + "/",))
+                                 (safe_key(prefix) + "/",))
         return [(k, (now - datetime.fromisoformat(at)).total_seconds()) for k, at in rows]
 
     def prune_empty(self, prefix: str) -> None:

@@ -12,10 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bot.store.base import (  # noqa: F401 (re-exported: older imports name this module)
-    BOT_STATUSES, DEFAULT_ACCOUNT, KEY_CHECK, OPERATOR_STATUSES, AlreadyProcessed, Conversation, KeyMismatch,
-    SqlStore, Writes, _iso,
-)
+from bot.store.base import DEFAULT_ACCOUNT, SqlStore, _iso
 from bot.store.files import DiskFiles
 
 # Versioned schema. Each version is applied once, in order, inside one BEGIN IMMEDIATE transaction

@@ -33,7 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from bot.appeals.crypto import Vault, VaultError, load_or_create_key
+from bot.appeals.crypto import VaultError
 from bot.appeals.package import APPEAL_ID_RE, PackageError, export_appeal, read_appeal, read_package_file
 from bot.appeals.status import StatusError, change_status
 from bot.dialog.validators import mask_id_number
@@ -83,11 +83,9 @@ class Console:
 
     def __init__(self, settings):
         self.settings = settings
-        self.vault = Vault(load_or_create_key(settings))
-        from bot.engine import open_store_or_fail
+        from bot.engine import open_key_and_store
 
-        self.store = open_store_or_fail(settings, self.vault)
-        self.store.check_key()
+        self.vault, self.store = open_key_and_store(settings)
         self.kb = load_knowledge(settings.knowledge_dir)
 
     def reload_kb(self):
