@@ -272,3 +272,11 @@ async def test_how_the_package_reaches_the_platform(tmp_path, smtp, expect):
         assert expect in r["text"] and "线上反馈" in r["text"]
     finally:
         await d.close()
+
+
+async def test_the_same_prompt_pasted_again_at_the_offer_is_not_an_answer(driver):
+    await driver.say("人脸与公安网照片不一致")
+    for again in ("人脸与公安网照片不一致", "人脸与公安网照片不一致,请确保是账户本人操作"):  # the second holds a "是"
+        r = await driver.say(again)
+        assert r["state"] == "appeal_offer" and "还是“人脸与公安网照片不一致" in r["text"] and "需要" in r["text"]
+    assert (await driver.say("需要"))["state"] == "route"

@@ -202,7 +202,12 @@ class Dialog:
         # 2. a new failure prompt, said plainly (except where a prompt is the expected answer)
         if awaiting != "error_prompt" and state != "choice" and len(rd.text) >= 6 and not rd.chit_chat:
             result = self._match(t)
-            if result.tier == "confident" and not (state == "appeal_offer" and result.id == t.data.get("prompt_id")):
+            if result.tier == "confident" and state == "appeal_offer" and result.id == t.data.get("prompt_id"):
+                # the same prompt pasted again: neither a yes nor a no (its "是" is not an answer)
+                prompt = self.kb.prompt(result.id)
+                return [self._say(t, self.r("same_prompt_again", prompt=prompt.text if prompt else "",
+                                            question=self.r("ask_appeal_offer")))]
+            if result.tier == "confident":
                 self._record_match(t, result)
                 return self._new_prompt(t, result)
         # 3. small talk that is not an answer

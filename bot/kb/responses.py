@@ -29,7 +29,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     # remedies
     "remedy": ("prompt!", "remedy!"), "details_hint": (), "details": ("prompt", "remedy!"),
     "details_nothing": (), "choice_list": ("options!",), "appeal_offer": (), "appeal_offer_explain": (),
-    "appeal_declined": (), "room_appeal_hint": (), "email_unknown": (), "email_unknown_paren": (),
+    "appeal_declined": (), "same_prompt_again": ("prompt!", "question!"), "room_appeal_hint": (), "email_unknown": (), "email_unknown_paren": (),
     # switching to a new prompt mid-appeal
     "switch_offer": ("prompt!",), "switch_reask": (), "switch_stay": ("question!",),
     "switch_kept": ("prompt", "remedy!"),
