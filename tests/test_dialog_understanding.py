@@ -280,3 +280,11 @@ async def test_the_same_prompt_pasted_again_at_the_offer_is_not_an_answer(driver
         r = await driver.say(again)
         assert r["state"] == "appeal_offer" and "还是“人脸与公安网照片不一致" in r["text"] and "需要" in r["text"]
     assert (await driver.say("需要"))["state"] == "route"
+
+
+async def test_progress_right_after_the_appeal_began(driver):
+    await driver.say("人脸与公安网照片不一致")
+    await driver.say("需要")
+    r = await driver.say("进度")
+    assert r["state"] == "route" and "申诉刚开始" in r["text"] and "线上反馈" in r["text"]
+    assert "没有进行中的申诉" not in r["text"]

@@ -860,6 +860,8 @@ class Dialog:
         return [self._say(t, self.r("skip_nothing"))]
 
     async def _cmd_progress(self, t: Turn) -> list[Outgoing]:
+        if t.conv.state == "route":  # the appeal has begun; which materials depends on the route
+            return [self._say(t, self.r("progress_route", question=self._pending_line(t)))]
         if not t.data.get("route"):
             latest = self.store.appeals(sender=t.msg.sender, limit=1)
             if latest:  # nothing being collected: the latest appeal's id, status and date

@@ -66,7 +66,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "cancelled": (), "cancel_nothing": (), "paused": ("expiry_hours",), "pause_nothing": (),
     "resumed": ("question!",), "resume_nothing": (), "restarted": (), "skipped": (),
     "skip_required": ("question!",), "skip_nothing": (),
-    "progress": ("done_count", "done!", "left_count", "left!", "question"), "progress_none": ("question",),
+    "progress": ("done_count", "done!", "left_count", "left!", "question"), "progress_none": ("question",), "progress_route": ("question!",),
     "delete_ask": (), "deleted": ("count",), "not_deleted": ("question",),
     # timers
     "expired": ("expiry_hours",), "reminder": ("left!", "expiry_hours"),
