@@ -321,7 +321,10 @@ class Engine:
             batch = self.store.unsent()
             if not batch:
                 return count
+            _crash_point("claimed")
             for r in batch:
+                if not self.store.still_claimed(r.outbox_id):
+                    continue  # taken over by another process (this one stalled past the lease)
                 await send(r)
                 _crash_point("after_send")
                 self.store.mark_sent([r.outbox_id])

@@ -28,6 +28,7 @@ class Settings:
     # the store several processes (one per WeChat account) share
     database_url: str = ""
     account: str = "main"  # this process's WeChat account, as the shared store names it
+    outbox_lease_seconds: float = 30.0  # shared store: a dead process's claimed replies go out after this
     knowledge_dir: Path = REPO_ROOT / "knowledge"
     appeal_email: str = ""  # the 大鱼号 mailbox; the seed redacts it, so it must be configured
     admins: list[str] = field(default_factory=list)

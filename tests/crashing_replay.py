@@ -4,6 +4,7 @@ Test-only: CRASH_AT="point:n" ends the process the n-th time `point` is reached,
 CRASH_AT="point@id" kills it (SIGKILL, a real kill -9) when `point` is reached in the turn of
 message `id`. Points:
   before_commit / after_commit   around the turn's one transaction (bot.engine)
+  claimed                        replies claimed for sending, none sent yet (bot.engine.deliver)
   after_send                     a reply printed, not yet marked sent (bot.engine.deliver)
   package_written                确认: the package is written, the turn not yet committed
   file_saved                     a photo/video working copy is written, the turn not yet committed

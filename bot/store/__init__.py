@@ -14,7 +14,7 @@ class StoreUrlError(ValueError):
     pass
 
 
-def open_url(url: str, vault, account: str = "", data_dir=None) -> SqlStore:
+def open_url(url: str, vault, account: str = "", data_dir=None, outbox_lease_seconds: float | None = None) -> SqlStore:
     """`sqlite:///path/to/bot.sqlite3` or `postgresql://user:pass@host:port/db`. With SQLite the
     files live on disk under `data_dir` (default: the database file's folder)."""
     from pathlib import Path
@@ -23,15 +23,17 @@ def open_url(url: str, vault, account: str = "", data_dir=None) -> SqlStore:
 
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):]).expanduser()
-        return SqliteStore(path, vault, DiskFiles(Path(data_dir or path.parent)), account=account)
+        return SqliteStore(path, vault, DiskFiles(Path(data_dir or path.parent)), account=account,
+                           outbox_lease_seconds=outbox_lease_seconds)
     if url.startswith(("postgresql://", "postgres://")):
         from bot.store.postgres import PgStore
 
-        return PgStore(url, vault, account=account)
+        return PgStore(url, vault, account=account, outbox_lease_seconds=outbox_lease_seconds)
     raise StoreUrlError("must start with sqlite:/// or postgresql://")
 
 
 def open_store(settings, vault) -> SqlStore:
     """The store the settings name: `database_url`, else the data dir's SQLite file."""
     url = settings.database_url or f"sqlite:///{settings.db_path}"
-    return open_url(url, vault, account=settings.account, data_dir=settings.data_dir)
+    return open_url(url, vault, account=settings.account, data_dir=settings.data_dir,
+                    outbox_lease_seconds=settings.outbox_lease_seconds)

@@ -17,7 +17,9 @@ cross-process locks (`turn`, `exclusive`) and the few words that differ (`SEQ`, 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
 from collections.abc import Callable
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -142,11 +144,17 @@ class SqlStore:
     SEQ = "rowid"  # a column that orders rows by insertion
     SKIP_LOCKED = ""  # claims: " FOR UPDATE SKIP LOCKED" where other processes compete
     SEND_LEASE: timedelta | None = None  # how long a claimed send is not retried by others
+    OUTBOX_LEASE = timedelta(seconds=30)  # how long a claimed reply is not sent by others
 
-    def __init__(self, vault, files, account: str = DEFAULT_ACCOUNT):
+    def __init__(self, vault, files, account: str = DEFAULT_ACCOUNT, outbox_lease_seconds: float | None = None):
         self._vault = vault
         self.files = files
         self.account = account or DEFAULT_ACCOUNT
+        # This process, as the outbox's claims name it (unique: two processes of one account
+        # never hold each other's rows; a backend with one process per account may use the account).
+        self.instance = f"{self.account}/{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(4)}"
+        if outbox_lease_seconds is not None:
+            self.OUTBOX_LEASE = timedelta(seconds=outbox_lease_seconds)
         self.migrations_applied: list[int] = []
 
     # -- what a backend provides ------------------------------------------------------------
@@ -253,14 +261,19 @@ class SqlStore:
 
     # -- the outbox ------------------------------------------------------------------------
     def unsent(self, limit: int = 500) -> list[Outgoing]:
-        """Committed replies of this account not yet marked sent, oldest first; each is claimed
-        for this account, so another process never sends it too. Rows without an account (none
-        known) go to whichever account claims them first."""
-        me = self.account
+        """Committed replies of this account not yet marked sent, oldest first, each claimed by
+        this process. A claim is held for `OUTBOX_LEASE` and renewed by every call (a process
+        polls more often than that): while this process lives no other sends the row; when it
+        died, another process of the account takes the row over once the lease ran out. Rows
+        without an account go to whichever account claims them first."""
+        me, now = self.instance, datetime.now(timezone.utc)
+        until = _iso(now + self.OUTBOX_LEASE)
         rows = self._query(
-            "UPDATE outbox SET claimed_by = ? WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL "
-            "AND (claimed_by = ? OR (claimed_by IS NULL AND account IN (?, ''))) ORDER BY id LIMIT ?"
-            f"{self.SKIP_LOCKED}) RETURNING id, reply_to, payload", (me, me, me, limit))
+            "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id IN (SELECT id FROM outbox "
+            "WHERE sent_at IS NULL AND (account IN (?, '') OR claimed_by = ?) "
+            "AND (claimed_by IS NULL OR claimed_by = ? OR claim_until IS NULL OR claim_until < ?) "
+            f"ORDER BY id LIMIT ?{self.SKIP_LOCKED}) RETURNING id, reply_to, payload",
+            (me, until, self.account, me, me, _iso(now), limit))
         out = []
         for oid, reply_to, blob in sorted(rows):
             p = json.loads(self._vault.decrypt(blob))
@@ -269,11 +282,18 @@ class SqlStore:
                                 appeal_id=p.get("appeal_id"), reply_to=reply_to, outbox_id=oid))
         return out
 
+    def still_claimed(self, outbox_id: int) -> bool:
+        """Right before sending: this process still holds the row's claim (renewed) and it is
+        unsent. False when another process took it over meanwhile: then do not send it."""
+        until = _iso(datetime.now(timezone.utc) + self.OUTBOX_LEASE)
+        return self._exec("UPDATE outbox SET claim_until = ? WHERE id = ? AND claimed_by = ? AND sent_at IS NULL",
+                          (until, outbox_id, self.instance)) == 1
+
     def mark_sent(self, outbox_ids: list[int], at: datetime | None = None) -> None:
         at = at or datetime.now(timezone.utc)
         for i in outbox_ids:
             if i is not None:
-                self._exec("UPDATE outbox SET sent_at = ? WHERE id = ?", (_iso(at), i))
+                self._exec("UPDATE outbox SET sent_at = ? WHERE id = ? AND sent_at IS NULL", (_iso(at), i))
 
     def prune_outbox(self, before: datetime) -> None:
         self._exec("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (_iso(before),))

@@ -6,7 +6,9 @@ What keeps several processes correct:
   the conversation (`turn`): one creator's turns never interleave, whichever process got them;
   the processed id is inserted in that transaction, so a message id is handled once;
 - the outbox, the send queue and retention are claimed with `FOR UPDATE SKIP LOCKED`, reminders
-  with a try-lock on the conversation, the janitor with a try-lock of its own (`exclusive`);
+  with a try-lock on the conversation, the janitor with a try-lock of its own (`exclusive`); an
+  outbox row's claim names the process (not the account) and holds for a lease its process
+  renews while it lives, so two processes of one account never send one reply;
 - working files and packages are rows of `blobs`/`blob_chunks` (encrypted, in 1 MiB chunks), so
   any process sees them, and a file written in a turn commits or vanishes with the turn;
 - migrations run under an advisory lock: two processes starting at once take turns.
@@ -72,6 +74,9 @@ SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
             key TEXT NOT NULL REFERENCES blobs (key) ON DELETE CASCADE, n INTEGER NOT NULL, data BYTEA NOT NULL,
             PRIMARY KEY (key, n))""",
     ]),
+    (6, "outbox claims held by one process, with a lease", [
+        "ALTER TABLE outbox ADD COLUMN claim_until TEXT",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 
@@ -106,14 +111,15 @@ class PgStore(SqlStore):
     # Message-ID is the same, so the mailbox can tell a resend.
     SEND_LEASE = timedelta(minutes=5)
 
-    def __init__(self, url: str, vault, account: str = DEFAULT_ACCOUNT, pool_size: int = 8):
+    def __init__(self, url: str, vault, account: str = DEFAULT_ACCOUNT, pool_size: int = 8,
+                 outbox_lease_seconds: float | None = None):
         import psycopg
         from psycopg_pool import ConnectionPool
 
         # A wrong address or password fails here at once, with the server's reason (a pool would
         # retry quietly until its timeout).
         psycopg.connect(url, connect_timeout=10).close()
-        super().__init__(vault, None, account)
+        super().__init__(vault, None, account, outbox_lease_seconds)
         self.url = url
         self.files = DbFiles(self)
         # The connection of the transaction in progress in this task (or worker thread, which

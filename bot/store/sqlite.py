@@ -69,6 +69,9 @@ SCHEMA_VERSIONS: list[tuple[int, str, list]] = [
         ("add_column", "outbox", "account", "TEXT NOT NULL DEFAULT ''"),
         ("add_column", "outbox", "claimed_by", "TEXT"),
     ]),
+    (6, "outbox claims held by one process, with a lease", [
+        ("add_column", "outbox", "claim_until", "TEXT"),
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 
@@ -78,9 +81,13 @@ class SqliteStore(SqlStore):
     SEQ = "rowid"
     SKIP_LOCKED = ""
 
-    def __init__(self, path: Path, vault, files: DiskFiles | None = None, account: str = DEFAULT_ACCOUNT):
+    def __init__(self, path: Path, vault, files: DiskFiles | None = None, account: str = DEFAULT_ACCOUNT,
+                 outbox_lease_seconds: float | None = None):
         path = Path(path)
-        super().__init__(vault, files or DiskFiles(path.parent), account)
+        super().__init__(vault, files or DiskFiles(path.parent), account, outbox_lease_seconds)
+        # One bot process per data dir: the account names the process, so a restarted bot takes
+        # up its predecessor's claimed replies at once instead of after the lease.
+        self.instance = self.account
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
         self.path = path
