@@ -97,9 +97,29 @@ async def test_stats_unmatched_and_appeals(admin_driver, media):
     stats = (await admin_driver.say("#stats", user="boss"))["text"]
     assert "#13:1" in stats and "完成 1" in stats and "开始 1" in stats
     unmatched = (await admin_driver.say("#unmatched", user="boss"))["text"]
-    assert "2 次:怎么开通直播" in unmatched and "11010519491231002X" not in unmatched
+    assert "[空闲] 怎么开通直播 ×2" in unmatched and "11010519491231002X" not in unmatched
     appeals = (await admin_driver.say("#appeals", user="boss"))["text"]
     assert "线上反馈" in appeals and "AP-" in appeals
+
+
+async def test_unmatched_lists_what_was_not_understood_while_waiting(admin_driver):
+    from bot.store import Writes
+
+    assert "没有" in (await admin_driver.say("#unmatched", user="boss"))["text"]
+    for _ in range(3):
+        await admin_driver.say("怎么开通直播", user="u5")
+    w, now = Writes(), admin_driver.clock
+    for _ in range(2):
+        w.record_not_understood("我叫啥你猜", "collecting", "real_name", now)
+    w.record_not_understood("嗯嗯那个呢", "appeal_offer", "appeal_offer", now)
+    w.record_not_understood("打我电话 13812345678", "collecting", "contact", now)
+    admin_driver.engine.store.commit_turn(None, None, now, w, [])
+    text = (await admin_driver.say("#unmatched", user="boss"))["text"]
+    lines = text.splitlines()[1:]
+    assert lines[0] == "[空闲] 怎么开通直播 ×3"
+    assert lines[1] == "[等待 姓名] 我叫啥你猜 ×2"  # the awaited item's label
+    assert "[等待 appeal_offer] 嗯嗯那个呢 ×1" in lines  # not an item: the state's name
+    assert "[等待 联系方式] 打我电话 138****5678 ×1" in lines and "13812345678" not in text
 
 
 async def test_room_mode_command_in_a_room(admin_driver):

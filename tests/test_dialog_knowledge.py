@@ -162,13 +162,13 @@ async def test_intents_and_responses_reload_without_restart(tmp_path):
     driver = await Driver.open(tmp_path, BOT_ADMINS="boss", BOT_KNOWLEDGE_DIR=str(d))
     try:
         await driver.say("人脸与公安网照片不一致,请确保是账户本人操作")
-        r = await driver.say("整呗")  # not an answer the base knows
+        r = await driver.say("走你")  # not an answer the base knows
         assert r["awaiting"] == "appeal_offer"
-        _edit(d, "intents.yaml", "    cues: [是, 是的,", "    cues: [整呗, 是, 是的,")
+        _edit(d, "intents.yaml", "    cues: [是, 是的,", "    cues: [走你, 是, 是的,")
         _edit(d, "responses.yaml", "  thanks: 不客气!实名认证还有问题随时找我。", "  thanks: 不客气呀!")
         r = await driver.say("#reload", user="boss")
         assert "知识库已重载" in r["text"]
-        r = await driver.say("整呗")
+        r = await driver.say("走你")
         assert r["awaiting"] == "route"
         r = await driver.send(**{"from": "u2", "text": "谢谢"})
         assert r[-1]["text"] == "不客气呀!"

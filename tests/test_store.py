@@ -360,6 +360,47 @@ def test_stats(backend):
     assert store.messages_per_day(T0 - timedelta(days=1)) == [("2026-11-26", 1), ("2026-11-27", 1)]
 
 
+def test_messages_not_understood_while_waiting(backend):
+    store = backend()
+    w = Writes()
+    w.record_unmatched("在吗", T0)
+    w.record_not_understood("  我的  名字\n是啥来着 ", "collecting", "real_name", T0)
+    w.record_not_understood("我的 名字 是啥来着", "collecting", "real_name", T0 + timedelta(minutes=1))
+    w.record_not_understood("我的 名字 是啥来着", "confirm", "confirm", T0)  # another state: another row
+    w.record_not_understood("打我电话13812345678", "appeal_offer", None, T0)
+    w.record_not_understood("号码是11010519491231002X", "collecting", "id_number", T0)  # an ID number: skipped
+    w.record_not_understood("   ", "collecting", "real_name", T0)  # nothing left: skipped
+    w.record_not_understood("随便问问", "idle", None, T0)  # idle: an idle unmatched message
+    store.commit_turn(None, None, T0, w, [])
+    since = T0 - timedelta(days=1)
+    rows = store.top_unmatched_all(since)
+    assert rows[0] == {"text": "我的 名字 是啥来着", "count": 2, "last_at": (T0 + timedelta(minutes=1)).isoformat(),
+                       "kind": "waiting", "state": "collecting", "awaiting": "real_name"}
+    assert {(r["kind"], r["state"], r["awaiting"], r["text"], r["count"]) for r in rows[1:]} == {
+        ("idle", "idle", "", "在吗", 1), ("idle", "idle", "", "随便问问", 1),
+        ("waiting", "confirm", "confirm", "我的 名字 是啥来着", 1),
+        ("waiting", "appeal_offer", "", "打我电话138****5678", 1)}
+    assert not any("1101051949" in r["text"] or "13812345678" in r["text"] for r in rows)
+    assert raw(store, "SELECT COUNT(*) FROM unmatched_waiting")[0][0] == 3
+    assert sorted(store.top_unmatched(since)) == [("在吗", 1), ("随便问问", 1)]  # the idle kind only, as before
+    assert store.top_unmatched_all(T0 + timedelta(seconds=30)) == rows[:1]  # since: by the last time seen
+    # a later turn counts on
+    w = Writes()
+    w.record_not_understood("打我电话13812345678", "appeal_offer", None, T0 + timedelta(hours=1))
+    store.commit_turn(None, None, T0, w, [])
+    assert [(r["text"], r["count"]) for r in store.top_unmatched_all(since, limit=2)] == [
+        ("打我电话138****5678", 2), ("我的 名字 是啥来着", 2)]
+    # dismissing: the idle row, then one waiting row (the same text in another state stays)
+    store.dismiss_unmatched("在吗")
+    store.dismiss_unmatched("我的 名字 是啥来着", "collecting", "real_name")
+    store.dismiss_unmatched("打我电话138****5678", "appeal_offer", "")
+    left = {(r["kind"], r["state"], r["text"]) for r in store.top_unmatched_all(since)}
+    assert left == {("idle", "idle", "随便问问"), ("waiting", "confirm", "我的 名字 是啥来着")}
+    store.dismiss_unmatched("我的 名字 是啥来着", "idle")  # idle: no such idle row, the waiting one stays
+    store.dismiss_unmatched("随便问问", "idle")
+    assert [(r["kind"], r["text"]) for r in store.top_unmatched_all(since)] == [("waiting", "我的 名字 是啥来着")]
+
+
 def test_operators_audit_and_rooms(backend):
     store = backend()
     store.set_web_user("ops", "hash1", T0)
@@ -440,6 +481,7 @@ def test_copy_there_and_back_keeps_every_row_and_file(postgres, tmp_path):
     w = Writes()
     w.record("message", T0)
     w.record_unmatched("在吗", T0)
+    w.record_not_understood("这个怎么填", "collecting", "real_name", T0)
     src.commit_turn(Conversation("u1", "u1", "collecting", {"slots": {"real_name": "张三"}}, T0), "m1", T0, w,
                     [Outgoing(chat="u1", to="u1", text="好的", reply_to="m1")])
     src.set_web_user("ops", "hash", T0)

@@ -180,6 +180,50 @@ def test_teaching_a_phrasing_from_unmatched(app, world):
         assert (world["kdir"] / f).read_text(encoding="utf-8") == (KNOWLEDGE / f).read_text(encoding="utf-8")
 
 
+def test_unmatched_lists_what_was_not_understood_while_waiting(app, world):
+    from datetime import datetime, timezone
+
+    from bot.store import Writes
+
+    store, now = app.state.console.store, datetime.now(timezone.utc)
+    w = Writes()
+    w.record_unmatched("那我再等等吧", now)
+    for _ in range(2):
+        w.record_not_understood("那我再等等吧", "collecting", "real_name", now)  # same text, waiting: its own row
+    w.record_not_understood("这个审核要多久啊亲", "confirm", "confirm", now)
+    w.record_not_understood("<b>手机</b>13812345678", "collecting", "contact", now)
+    store.commit_turn(None, None, now, w, [])
+    c = logged_in(app)
+    page = c.get("/unmatched").text
+    cards = [(re.search(r'class="kind[^"]*">([^<]+)</span>', card).group(1), card)
+             for card in re.findall(r'<li class="card">.*?</li>', page, re.S)]
+    assert {label for label, _ in cards} >= {"空闲", "等待:姓名", "等待:confirm", "等待:联系方式"}
+    assert any(label == "空闲" and "那我再等等吧" in card for label, card in cards)
+    cards = dict(cards)  # one card of each waiting label here
+    assert "那我再等等吧" in cards["等待:姓名"] and "2 次" in cards["等待:姓名"]
+    assert '<input type="hidden" name="state" value="collecting">' in cards["等待:姓名"]
+    assert '<input type="hidden" name="awaiting" value="real_name">' in cards["等待:姓名"]
+    assert "&lt;b&gt;手机&lt;/b&gt;138****5678" in page and "13812345678" not in page and "<b>手机" not in page
+    # dismissing the waiting row leaves the idle row of the same text
+    r = c.post("/unmatched/action", data={"csrf": csrf_of(page), "text": "那我再等等吧", "action": "dismiss",
+                                           "state": "collecting", "awaiting": "real_name"})
+    assert r.status_code == 303
+    rows = {(x["kind"], x["text"]) for x in store.top_unmatched_all(datetime(2000, 1, 1, tzinfo=timezone.utc), 100)}
+    assert ("idle", "那我再等等吧") in rows and ("waiting", "那我再等等吧") not in rows
+    page = c.get("/unmatched").text
+    assert "等待:姓名" not in page and "那我再等等吧" in page
+    # teaching a waiting row (as an FAQ phrasing) removes that row
+    r = c.post("/unmatched/action", data={"csrf": csrf_of(page), "text": "这个审核要多久啊亲", "action": "faq",
+                                           "faq_id": "review_time", "state": "confirm", "awaiting": "confirm"})
+    assert r.status_code == 200 and "已加入FAQ review_time" in r.text
+    assert "这个审核要多久啊亲" not in r.text.split("</p>", 2)[2]
+    assert "这个审核要多久啊亲" in (world["kdir"] / "learned.yaml").read_text(encoding="utf-8")
+    # and the idle row is dismissed as before (no state)
+    r = c.post("/unmatched/action", data={"csrf": csrf_of(page), "text": "那我再等等吧", "action": "dismiss"})
+    assert r.status_code == 303 and "那我再等等吧" not in c.get("/unmatched").text
+    assert "unmatched_dismiss" in c.get("/audit").text
+
+
 def test_a_bad_teaching_keeps_the_file(app, world):
     c = logged_in(app)
     page = c.get("/unmatched").text

@@ -24,6 +24,20 @@ _APPEAL = re.compile(r"^\s*#appeal\s+(\S+)\s+(\S+)(?:\s+(.+))?$", re.IGNORECASE 
 REFUSAL = "抱歉,这个指令只有管理员可以使用。"
 
 
+def waiting_for(kb, state: str, awaiting: str | None) -> str:
+    """What the bot waited for, for operators: the awaited item's label from the knowledge base
+    (e.g. 姓名), else the state's name."""
+    item = kb.items.get(awaiting or "") if kb is not None else None
+    return item.label if item is not None else (state or awaiting or "?")
+
+
+def unmatched_label(kb, row: dict, sep: str = ":") -> str:
+    """A `top_unmatched_all` row's kind in Chinese: 空闲, or 等待<sep><what it waited for>."""
+    if row.get("kind") != "waiting":
+        return "空闲"
+    return f"等待{sep}{waiting_for(kb, row.get('state', ''), row.get('awaiting'))}"
+
+
 class AdminCommands:
     def __init__(self, engine: "Engine"):
         self.engine = engine
@@ -79,10 +93,12 @@ class AdminCommands:
         return "\n".join(lines)
 
     def _unmatched(self, now: datetime) -> str:
-        rows = self.engine.store.top_unmatched(now - timedelta(days=7))
+        rows = self.engine.store.top_unmatched_all(now - timedelta(days=7), limit=15)
         if not rows:
-            return "最近 7 天没有未命中的消息。"
-        return "最近 7 天最常见的未命中消息:\n" + "\n".join(f"{n} 次:{text}" for text, n in rows)
+            return "最近 7 天没有未命中或没看懂的消息。"
+        kb = self.engine.snapshot.kb
+        return ("最近 7 天最常见的未命中消息([空闲] 没有命中提示语;[等待 …] 等用户回答时没看懂):\n"
+                + "\n".join(f"[{unmatched_label(kb, r, sep=' ')}] {r['text']} ×{r['count']}" for r in rows))
 
     def _appeals(self) -> str:
         rows = self.engine.store.appeals(limit=10)

@@ -281,6 +281,8 @@ def write_package(
         "materials": materials,
         "attachments": attachments,
     }
+    if record.get("review_findings"):  # what looked wrong before 确认, and that the creator kept it
+        meta["review_findings"] = record["review_findings"]
     if route == "email":
         meta["recipient"] = settings.appeal_email or None
         # Never invent an address: the seed redacts it, an operator must configure it.

@@ -12,6 +12,7 @@ One `Conversation` per (chat, sender). States and what the bot waits for (`await
     switch          a new failure prompt arrived mid-appeal: switch to it? (awaiting "switch")
     confirm         the final summary (awaiting "confirm")
     delete_confirm  delete everything about me? (awaiting "delete_confirm")
+    quit_confirm    "不整了" mid-appeal: cancel (delete) or pause (keep)? (awaiting "quit_confirm")
 
 Every text is first read by `bot.matching.intents.Reader` (commands, yes/no, questions, small
 talk) and, where it matters, by the prompt matcher. In every waiting state the order is the same:
@@ -40,6 +41,9 @@ from bot.appeals import package as appeal_package
 from bot.appeals.crypto import Vault
 from bot.appeals.delivery import smtp_enabled
 from bot.dialog import validators as v
+from bot.dialog import review
+from bot.dialog.acts import answer_then_question, choice_number, edit_target
+from bot.dialog.extract import extract, kind_of_other_value
 from bot.dialog.slots import MILITARY_SLOT, NOT_APPLICABLE, SLOTS
 from bot.kb import KnowledgeBase
 from bot.kb.responses import render
@@ -55,10 +59,13 @@ log = logging.getLogger(__name__)
 
 CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
 OFF_LOOP_BYTES = 2 * 1024 * 1024  # files larger than this are encrypted in a worker thread
+FROM_GROUP_WITHIN = timedelta(hours=6)  # a DM "from the group" continues a group remedy this recent
 _EDIT = re.compile(r"^(?:修改|改)\s*第?\s*(\d{1,2})\s*项?$")
 _PUNCT = re.compile(r"[\s,，.。!！~～、;；:：\"'“”‘’()（）\[\]【】]+")
 # States in which an appeal is under way (something collected or about to be).
-_APPEAL_STATES = ("route", "collecting", "military", "file_slot", "confirm", "switch")
+_APPEAL_STATES = ("route", "collecting", "military", "file_slot", "confirm", "switch", "quit_confirm")
+# States whose answer is a yes/no: "可以，材料要准备些啥" answers it and asks something.
+_YES_NO_STATES = ("appeal_offer", "route", "military", "confirm")
 
 
 def _plain(text: str) -> str:
@@ -156,6 +163,12 @@ class Dialog:
             return self._answer_match(t, result, room=True)
         if not msg.mention:
             return []
+        if rd.has("appeal_request") or rd.command == "appeal":
+            # appeals are collected in a DM only: the hint, and where to go
+            known = t.data.get("prompt_id")
+            hint = self.r("room_appeal_prompt", prompt=self._prompt_text(known, name=t.data.get("prompt_name"))) \
+                if known and self.kb.group_of(known).appeal else ""
+            return [self._say(t, self.r("room_appeal_dm", hint=hint), mention=True)]
         small_talk = self._small_talk(t, result, room=True)
         if small_talk is not None:
             return small_talk
@@ -175,16 +188,142 @@ class Dialog:
         if rd.command != "pause":
             t.data.pop("paused", None)
         if rd.command and not (rd.command == "appeal" and conv.state == "collecting"):
+            if conv.state == "quit_confirm" and rd.command in ("pause", "resume"):
+                self._leave_quit(t)
             return await getattr(self, f"_cmd_{rd.command}")(t)
         handler = getattr(self, f"_state_{conv.state}", None)
         if handler is None:  # unknown state from a newer/older version: start clean
             conv.state = "idle"
             handler = self._state_idle
-        if conv.state not in ("idle", "delete_confirm"):
+        if conv.state not in ("idle", "delete_confirm", "quit_confirm"):
+            first = await self._acts_first(t, text, handler)
+            if first is not None:
+                return first
             interrupted = self._interrupt(t)
             if interrupted is not None:
                 return interrupted
         return await handler(t, text)
+
+    async def _acts_first(self, t: Turn, text: str, handler) -> list[Outgoing] | None:
+        """What a message does before the shared interruptions: stop, correct an item, a value
+        inside a sentence (with whatever else the sentence says), an answer followed by a question."""
+        rd, state = t.reading, t.conv.state
+        if rd.has("quit") and state in _APPEAL_STATES and not rd.question:
+            return self._ask_quit(t)
+        if rd.has("edit") and t.data.get("route") and state in ("collecting", "military", "file_slot", "confirm"):
+            slots = [m.slot for m in self._materials(t)]
+            target = edit_target(rd, text, slots)
+            if target is not None:
+                return self._edit(t, target)
+            if state == "confirm" or rd.chit_chat:
+                return [self._say(t, self.r("edit_which"))]
+        if state == "collecting":
+            slot = t.data.get("awaiting")
+            spec = SLOTS.get(slot)
+            # a new failure prompt said plainly is not a value (the interruptions offer to switch)
+            prompt_said = len(rd.text) >= 6 and not rd.chit_chat and self._match(t).tier == "confident"
+            if spec is not None and spec.kind == "text" and slot != "error_prompt" and slot in self.kb.items \
+                    and not prompt_said:
+                taken = self._take_value(t, slot, text)
+                if taken is not None:
+                    return taken
+        if state in _YES_NO_STATES:
+            split = answer_then_question(self.reader, text)
+            if split is not None:
+                t.reading = split.answer
+                replies = await handler(t, split.answer.text)
+                answer = self._faq_answer(t, split.question)
+                if answer and replies:
+                    self._insert_before_pending(t, replies[-1], answer)
+                return replies
+        return None
+
+    def _insert_before_pending(self, t: Turn, reply: Outgoing, answer: str) -> None:
+        """Put an answer to the creator's question just before the question the reply ends with."""
+        pending = self._pending_line(t)
+        text = reply.text
+        for line in (pending, self.kb.items["route"].ask if t.conv.state == "route" else ""):
+            if line and text.endswith(line):
+                reply.text = text[:-len(line)].rstrip() + "\n" + answer + "\n" + line
+                return
+        reply.text = text + "\n" + answer
+
+    def _take_value(self, t: Turn, slot: str, text: str) -> list[Outgoing] | None:
+        """The awaited item's value found inside the message (never the whole message unless it is
+        only the value); the rest of the message is read for a question. None: no value here."""
+        rd = t.reading
+        label = self._label(t, slot)
+        bare_ok = not (rd.command or rd.question or rd.faq or rd.chit_chat or rd.unsure
+                       or rd.intents - {"thanks", "greeting", "edit"})  # an edit naming no item was handled before
+        found = extract(slot, text, bare_ok=bare_ok)
+        other = kind_of_other_value(slot, text)
+        if other and (found is None or found.value is None):  # an ID number at the name, a mobile at the ID
+            key = "id_number_in_wrong_item" if other == "id_number" else "mobile_in_wrong_item"
+            return self._failed(t, slot, self.r(key, item=label))
+        if found is None or (found.value is None and found.error is None):
+            return None
+        if found.value is None:
+            return self._failed(t, slot, found.error)
+        t.data["slots"][slot] = found.value
+        t.data.get("failures", {}).pop(slot, None)
+        if slot == "id_number":
+            said = self.r("recorded_id", masked=v.mask_id_number(found.value))
+        elif found.bare:
+            said = self.r("recorded")
+        else:
+            said = self.r("recorded_value", item=label, value=found.value)
+        extra = ""
+        if found.rest:
+            rest = self.reader.read(found.rest)
+            if rest.question or rest.faq:
+                extra = self._faq_answer(t, rest) or self.r("question_not_known")
+        replies = self._ask_next(t, said + "\n" + (extra + "\n" if extra else ""))
+        return replies
+
+    # -- stopping and correcting, in plain words ---------------------------------------------
+    def _ask_quit(self, t: Turn) -> list[Outgoing]:
+        """"不整了" mid-appeal: ask once whether to cancel (delete) or pause (keep)."""
+        t.data["before_quit"] = [t.conv.state, t.data.get("awaiting")]
+        t.conv.state, t.data["awaiting"] = "quit_confirm", "quit_confirm"
+        done = len(t.data.get("slots") or {}) + (1 if t.data.get("pending_file") else 0) + len(
+            t.data.get("queued_files") or [])
+        return [self._say(t, self.r("quit_ask", done=done, expiry_hours=f"{self.settings.expiry_hours:g}"))]
+
+    def _leave_quit(self, t: Turn) -> None:
+        t.conv.state, t.data["awaiting"] = t.data.pop("before_quit", ["idle", None])
+
+    async def _state_quit_confirm(self, t: Turn, text: str) -> list[Outgoing]:
+        rd = t.reading
+        if rd.has("quit") or rd.has("drop_data"):
+            return await self._cmd_cancel(t)
+        if rd.has("keep_data") or rd.has("not_now"):
+            self._leave_quit(t)
+            return await self._cmd_pause(t)
+        if rd.polarity is False:  # "不取消" / "不了": go on
+            self._leave_quit(t)
+            return [self._say(t, self.r("resumed", question=self._pending_line(t)))]
+        self._not_understood(t, text)
+        return [self._say(t, self.r("quit_reask"))]
+
+    def _edit(self, t: Turn, slot: str) -> list[Outgoing]:
+        """Go back to an item (its old value stays until a new one is given); then on to where the
+        creator was (the summary, when they were there)."""
+        if t.conv.state == "confirm":
+            t.data["editing"] = True
+        pending = t.data.pop("pending_file", None)
+        if pending:  # the file being asked about waits in the queue
+            t.data.setdefault("queued_files", []).insert(0, {"ref": pending["ref"], "kind": pending.get("kind")})
+        t.data.pop("before_quit", None)
+        label = self._label(t, slot)
+        if slot == MILITARY_SLOT:
+            t.conv.state, t.data["awaiting"] = "military", "military"
+            return [self._say(t, self.r("edit_item", item=label, ask=self.r("ask_military")))]
+        t.conv.state, t.data["awaiting"] = "collecting", slot
+        return [self._say(t, self.r("edit_item", item=label, ask=self._ask(slot)))]
+
+    def _not_understood(self, t: Turn, text: str) -> None:
+        """A message the bot could not use while it waited for an answer: recorded (redacted) for operators."""
+        t.writes.record_not_understood(text, t.conv.state, awaiting_of(t.conv), t.now)
 
     def _interrupt(self, t: Turn) -> list[Outgoing] | None:
         """What comes before the expected answer in every waiting state (see the module doc)."""
@@ -272,9 +411,15 @@ class Dialog:
     async def _state_idle(self, t: Turn, text: str) -> list[Outgoing]:
         rd = t.reading
         result = self._match(t)
-        self._record_match(t, result)
+        self._record_match(t, result, unmatched=False)  # listed for operators only if not understood
         if result.tier == "confident":
             return self._answer_match(t, result, room=False)
+        if rd.has("from_group"):
+            return self._from_group(t)
+        prompt_id = t.data.get("prompt_id")
+        group = self.kb.group_of(prompt_id) if prompt_id else None
+        if rd.has("appeal_request") and group is not None and not group.appeal:
+            return self._appeal_not_for_prompt(t, prompt_id)
         if rd.has("out_of_scope"):
             return [self._say(t, self.r("out_of_scope"))]
         if rd.faq and (rd.question or rd.faq_score >= 0.9):
@@ -286,9 +431,39 @@ class Dialog:
             return small_talk
         if result.tier == "suggest":
             return self._answer_match(t, result, room=False)
+        self._record_unmatched(t)
         if len(_plain(text)) <= 4 and not _plain(text).isdigit():
             return [self._say(t, self.r("short_hello"))]
         return [self._say(t, self.r("not_understood"))]
+
+    def _from_group(self, t: Turn) -> list[Outgoing]:
+        """A DM sent on from a group: when this creator got a remedy in a group in the last hours,
+        go on from that prompt; else a greeting and what to send."""
+        recent = [c for c in self.store.conversations_of(t.msg.sender)
+                  if c.chat != c.sender and c.data.get("prompt_id") and self.kb.prompt(c.data["prompt_id"])
+                  and c.last_activity and t.now - c.last_activity <= FROM_GROUP_WITHIN]
+        if not recent:
+            return [self._say(t, self.r("from_group"))]
+        room = max(recent, key=lambda c: c.last_activity)
+        prompt_id = room.data["prompt_id"]
+        t.data["prompt_id"] = prompt_id
+        if room.data.get("prompt_name"):
+            t.data["prompt_name"] = room.data["prompt_name"]
+        group = self.kb.group_of(prompt_id)
+        shown = self._prompt_text(prompt_id, name=t.data.get("prompt_name"))
+        if group.appeal:
+            t.conv.state = "appeal_offer"
+            question = self.r("ask_appeal_offer")
+        else:
+            question = self._render(group.chat or group.remedy, name=t.data.get("prompt_name"))
+        return [self._say(t, self.r("from_group_continue", prompt=shown, question=question), prompt_id=prompt_id)]
+
+    def _appeal_not_for_prompt(self, t: Turn, prompt_id: int) -> list[Outgoing]:
+        """"申诉" after a prompt with no appeal route: what its remedy offers instead (the prompt is kept)."""
+        group = self.kb.group_of(prompt_id)
+        steps = self._render(group.chat or group.remedy, name=t.data.get("prompt_name"))
+        return [self._say(t, self.r("appeal_not_for_prompt", prompt=self._prompt_text(
+            prompt_id, name=t.data.get("prompt_name")), remedy=steps), prompt_id=prompt_id)]
 
     def _small_talk(self, t: Turn, result: MatchResult, room: bool) -> list[Outgoing] | None:
         """Idle messages that are not a failure prompt: help, scope, thanks, a vague failure."""
@@ -366,16 +541,22 @@ class Dialog:
                       name=f"【{name}】" if name else "")
 
     def _pick_choice(self, t: Turn) -> list[Outgoing] | None:
-        digits = _plain(t.msg.text)
         candidates = t.data.get("candidates") or []
-        if digits.isdigit() and 1 <= int(digits) <= len(candidates):
-            return self._remedy(t, candidates[int(digits) - 1], room=t.msg.room)
+        n = choice_number(t.msg.text, len(candidates))
+        if n:
+            return self._remedy(t, candidates[n - 1], room=t.msg.room)
         return None
 
     async def _state_choice(self, t: Turn, text: str) -> list[Outgoing]:
         picked = self._pick_choice(t)
         if picked is not None:
             return picked
+        result = self._match(t)
+        rd = t.reading
+        if result.tier == "none" and not (rd.intents or rd.faq or rd.command or rd.polarity is not None):
+            # neither a pick nor anything else: the list stays open until answered or replaced
+            self._not_understood(t, text)
+            return [self._say(t, self.r("reask", question=self.r("ask_choice")), prompt_id=None)]
         t.conv.state = "idle"
         t.data.pop("candidates", None)
         return await self._state_idle(t, text)
@@ -398,7 +579,8 @@ class Dialog:
     async def _state_switch(self, t: Turn, text: str) -> list[Outgoing]:
         rd = t.reading
         pending = t.data.get("switch") or {}
-        choice = rd.digits
+        n = choice_number(text, 3)
+        choice = str(n) if n else ""
         if not choice:
             if rd.has("drop_data"):
                 choice = "2"
@@ -407,6 +589,7 @@ class Dialog:
             elif rd.polarity is False:
                 choice = "3"
         if choice not in ("1", "2", "3") or not pending:
+            self._not_understood(t, text)
             return [self._say(t, self.r("switch_reask"))]
         t.data.pop("switch", None)
         t.conv.state, t.data["awaiting"] = pending["back"]
@@ -448,6 +631,7 @@ class Dialog:
             self._record_match(t, result)
             t.conv.data = {}
             return self._answer_match(t, result, room=False)
+        self._not_understood(t, text)
         return [self._say(t, self.r("reask", question=reask))]
 
     def _start_appeal(self, t: Turn) -> list[Outgoing]:
@@ -509,7 +693,7 @@ class Dialog:
             return self._take_error_prompt(t, text)
         if rd.unsure:
             return [self._say(t, self._item_help(self.kb.items[slot]) + "\n" + self._pending_line(t, again=True))]
-        if rd.chit_chat or (rd.polarity is not None and len(_plain(text)) <= 4):
+        if rd.chit_chat or rd.consent_only or (rd.polarity is not None and len(_plain(text)) <= 4):
             if rd.polarity is False:
                 return [self._say(t, self.r("item_required", item=label,
                                             expiry_hours=f"{self.settings.expiry_hours:g}"))]
@@ -520,14 +704,15 @@ class Dialog:
             return self._failed(t, slot, self.r("id_number_in_wrong_item", item=label))
         if slot != "contact" and has_mobile_number(text):
             return self._failed(t, slot, self.r("mobile_in_wrong_item", item=label))
-        check = spec.validate(text)
-        if not check.ok:
-            return self._failed(t, slot, check.error)
-        t.data["slots"][slot] = check.value
-        t.data.get("failures", {}).pop(slot, None)
-        if slot == "id_number":
-            return self._ask_next(t, self.r("recorded_id", masked=v.mask_id_number(check.value)) + "\n")
-        return self._ask_next(t, self.r("recorded") + "\n")
+        # No value of this item's kind in the message (values are taken before: _take_value): a
+        # sentence is never stored as a value. Asked again, saying what was missing.
+        self._not_understood(t, text)
+        failures = t.data.setdefault("failures", {})
+        failures[slot] = failures.get(slot, 0) + 1
+        text = self.r("value_missing", item=label, question=self._ask(slot))
+        if failures[slot] >= self.settings.max_validation_failures:
+            text += "\n\n" + self.r("too_many_failures")
+        return [self._say(t, text)]
 
     @staticmethod
     def _kind_word(kind: str) -> str:
@@ -591,6 +776,12 @@ class Dialog:
             check = await self._check_file_async(att.path, spec.kind)
             if check.ok or att.kind in (spec.kind, "file"):
                 return await self._fill_file_slot(t, awaiting, att.path, check)
+            if spec.kind == "video" and att.kind == "image":
+                if not self._file_options(t, "image"):
+                    return [self._say(t, self.r("video_needed", question=self._pending_line(t)))]
+                kept = await self._keep_pending(t, att.path, att.kind)  # said so, and kept for its own item
+                kept[0].text = self.r("video_not_image") + "\n" + kept[0].text
+                return kept
         if state in ("collecting", "military", "confirm", "route", "file_slot", "switch") and t.data.get("route"):
             return await self._keep_pending(t, att.path, att.kind)
         if att.kind == "image" and state not in ("delete_confirm",):
@@ -627,6 +818,10 @@ class Dialog:
         t.data["slots"][slot] = ref
         t.data.get("failures", {}).pop(slot, None)
         note = ""
+        if slot in review.ID_PHOTO_SLOTS:
+            await self._look_at_photo(ref, path)
+            if ref.get("seen"):
+                note = self.r("photo_seen", what=ref["seen"])
         if slot == "taobao_screenshot":
             text = await self._ocr_text(path, keep=True)
             if text:
@@ -640,6 +835,8 @@ class Dialog:
         return self._ask_next(t, self.r("file_received", kind=self._kind_word(want), note=note) + "\n")
 
     async def _keep_pending(self, t: Turn, path: Path, kind: str) -> list[Outgoing]:
+        """A file that is not the awaited item: kept, and the creator asked which item it is. Files
+        sent in a row each wait their turn (none is replaced or dropped without a word)."""
         want = "video" if kind in ("video", "file") else "image"
         check = await self._check_file_async(path, want)
         if not check.ok and kind == "file":
@@ -647,40 +844,81 @@ class Dialog:
         if not check.ok:
             return [self._say(t, check.error + "\n" + self._pending_line(t))]
         ref = await self._store_file_async(t, path, check)
-        options = [m for m in (self._missing(t) or self._materials(t)) if SLOTS[m.slot].kind == want]
-        if not options:
+        if not self._file_options(t, want):
             self._delete_ref(t.writes, ref)
             return [self._say(t, self.r("file_unused", question=self._pending_line(t)))]
-        old = t.data.get("pending_file")
-        if old:
-            self._delete_ref(t.writes, old["ref"])
-        back = old["back"] if old else [t.conv.state, t.data.get("awaiting")]
-        t.data["pending_file"] = {"ref": ref, "options": [m.slot for m in options], "back": back}
+        if want == "image":
+            await self._look_at_photo(ref, path)
+        t.data["file_seq"] = t.data.get("file_seq", 0) + 1
+        entry = {"ref": ref, "kind": want, "n": t.data["file_seq"]}
+        if t.data.get("pending_file"):  # still asking about an earlier one: this one waits in order
+            t.data.setdefault("queued_files", []).append(entry)
+            return [self._say(t, self.r("file_queued", kind=self._kind_word(want), n=entry["n"]))]
+        return self._ask_file(t, entry, [t.conv.state, t.data.get("awaiting")])
+
+    def _file_options(self, t: Turn, kind: str) -> list:
+        return [m for m in (self._missing(t) or self._materials(t)) if SLOTS[m.slot].kind == kind]
+
+    def _ask_file(self, t: Turn, entry: dict, back: list) -> list[Outgoing]:
+        options = self._file_options(t, entry["kind"]) or [
+            m for m in self._materials(t) if SLOTS[m.slot].kind == entry["kind"]]
+        t.data["pending_file"] = {**entry, "options": [m.slot for m in options], "back": back}
         t.conv.state, t.data["awaiting"] = "file_slot", "file_slot"
         lines = "\n".join(f"{i + 1}. {m.label}" for i, m in enumerate(options))
-        return [self._say(t, self.r("file_which", kind=self._kind_word(want), options=lines))]
+        seen = entry["ref"].get("seen")
+        return [self._say(t, self.r("file_which_numbered", n=entry["n"], kind=self._kind_word(entry["kind"]),
+                                    seen=self.r("photo_seen", what=seen) if seen else "", options=lines))]
 
     async def _state_file_slot(self, t: Turn, text: str) -> list[Outgoing]:
         pending = t.data.get("pending_file") or {}
         options = pending.get("options", [])
-        choice = t.reading.digits
-        if not choice or int(choice) > len(options):
+        choice = choice_number(text, len(options))
+        if choice is None:
+            self._not_understood(t, text)
             return [self._say(t, self.r("file_which_reask", count=len(options)))]
         t.data.pop("pending_file")
-        t.conv.state, t.data["awaiting"] = pending["back"]
-        if int(choice) == 0:
+        said = ""
+        if choice == 0:
             self._delete_ref(t.writes, pending["ref"])
+            said = self.r("file_discarded", question="").strip()  # the question follows below
+        else:
+            slot = options[choice - 1]
+            old = t.data["slots"].get(slot)
+            if isinstance(old, dict):
+                self._delete_ref(t.writes, old)
+                said = self.r("updated")
+            else:
+                said = self.r("recorded_value", item=self._label(t, slot), value=self.r(
+                    "file_ordinal", kind=self._kind_word(pending.get("kind", "image")), n=pending.get("n", 1)))
+            t.data["slots"][slot] = pending["ref"]
+        queue = t.data.get("queued_files") or []
+        if queue:  # the next file sent in a row
+            nxt = queue.pop(0)
+            if not queue:
+                t.data.pop("queued_files", None)
+            if not self._file_options(t, nxt["kind"]) and choice:
+                pass  # every item of its kind is filled: still ask (it may replace one)
+            out = self._ask_file(t, nxt, pending["back"])
+            out[0].text = said + "\n" + out[0].text
+            return out
+        t.data.pop("file_seq", None)
+        t.conv.state, t.data["awaiting"] = pending["back"]
+        if choice == 0:
             return [self._say(t, self.r("file_discarded", question=self._pending_line(t)))]
-        slot = options[int(choice) - 1]
-        old = t.data["slots"].get(slot)
-        if isinstance(old, dict):
-            self._delete_ref(t.writes, old)
-        t.data["slots"][slot] = pending["ref"]
         if t.conv.state == "confirm":
-            return self._summary(t, self.r("updated") + "\n")
-        if t.data.get("awaiting") == slot or t.conv.state != "collecting":
-            return self._ask_next(t, self.r("recorded") + "\n")
-        return [self._say(t, self.r("recorded") + self.r("resume_item", item=self._label(t, t.data["awaiting"])))]
+            return self._summary(t, said + "\n")
+        if t.conv.state == "collecting" and t.data.get("awaiting") in t.data["slots"]:
+            return self._ask_next(t, said + "\n")  # the awaited item was just filled by the file
+        if t.conv.state != "collecting":
+            return self._ask_next(t, said + "\n")
+        return [self._say(t, said + "\n" + self.r("resume_item", item=self._label(t, t.data["awaiting"])))]
+
+    async def _look_at_photo(self, ref: dict, path: Path) -> None:
+        """What OCR sees in a photo (ID side, and hashes to compare with what was typed); nothing
+        without OCR."""
+        if self.ocr is None:
+            return
+        review.look(ref, await self._ocr_text(path))
 
     async def _store_file_async(self, t: Turn, path: Path, check: v.Validation) -> dict:
         # Encrypting a video of tens of MB would hold every chat.
@@ -723,7 +961,8 @@ class Dialog:
     def _describe(self, slot: str, value) -> str:
         if isinstance(value, dict):
             kind = self._kind_word(value.get("kind"))
-            extra = value.get("size") or (self.r("media_seconds", seconds=value["seconds"]) if value.get("seconds") else "")
+            extra = value.get("seen") or value.get("size") or (
+                self.r("media_seconds", seconds=value["seconds"]) if value.get("seconds") else "")
             return self.r("file_described", kind=kind, extra=f"({extra})" if extra else "")
         if slot == "id_number":
             return v.mask_id_number(value)
@@ -737,7 +976,18 @@ class Dialog:
         slots = t.data["slots"]
         lines = "\n".join(f"{CIRCLED[i]}{m.label}:{self._describe(m.slot, slots.get(m.slot, ''))}"
                           for i, m in enumerate(self._materials(t)))
-        return [self._say(t, prefix + self.r("summary", lines=lines, next=self._where_it_goes(t)))]
+        text = prefix + self.r("summary", lines=lines, next=self._where_it_goes(t))
+        problems = review.findings(slots, {m.slot: m.label for m in self._materials(t)}, self._prompt_id_of)
+        if problems:  # said before 确认, never silently; kept with the appeal if confirmed anyway
+            t.data["review_findings"] = problems
+            text += "\n" + self.r("review_warning", problems=";".join(problems))
+        else:
+            t.data.pop("review_findings", None)
+        return [self._say(t, text)]
+
+    def _prompt_id_of(self, text: str) -> int | None:
+        result = self.matcher.match(text)
+        return result.id if result.tier == "confident" else None
 
     def _where_it_goes(self, t: Turn) -> str:
         """What 确认 will do with the package: send it, leave it to the operator, or the creator uploads."""
@@ -766,6 +1016,7 @@ class Dialog:
             return [self._say(t, self._ask(slot))]
         if t.reading.polarity is True and not t.reading.question:
             return await self._finish(t)
+        self._not_understood(t, text)
         return [self._say(t, self.r("confirm_reask"))]
 
     async def _finish(self, t: Turn) -> list[Outgoing]:
@@ -791,6 +1042,8 @@ class Dialog:
             "status": "ready", "slots": values,
             "materials": [{"slot": m.slot, "label": m.label, "optional": m.optional} for m in r.materials],
         }
+        if t.data.get("review_findings"):  # the creator confirmed despite these (OCR may be wrong)
+            record["review_findings"] = {"findings": t.data["review_findings"], "kept_by_creator": True}
         # Decrypting the working copies and writing the encrypted package (a video may be tens of
         # MB) runs off the event loop: other chats are not held up.
         await asyncio.to_thread(self._write_package, record, files)
@@ -903,6 +1156,8 @@ class Dialog:
             return [self._say(t, self.r("resumed", question=self._pending_line(t)))]
         if group and group.appeal:
             return self._start_appeal(t)
+        if group:
+            return self._appeal_not_for_prompt(t, prompt_id)
         return [self._say(t, self.r("appeal_needs_prompt"))]
 
     async def _cmd_delete(self, t: Turn) -> list[Outgoing]:
@@ -979,17 +1234,23 @@ class Dialog:
         pending = data.get("pending_file")
         if pending:
             self._delete_ref(writes, pending["ref"])
+        for queued in data.get("queued_files") or []:
+            self._delete_ref(writes, queued["ref"])
 
-    def _record_match(self, t: Turn, result: MatchResult) -> None:
+    def _record_match(self, t: Turn, result: MatchResult, unmatched: bool = True) -> None:
         if result.tier == "confident":
             t.writes.record("match", t.now, result.id)
         elif result.tier == "suggest":
             t.writes.record("suggest", t.now, result.id)
         else:
             t.writes.record("none", t.now)
-            text = redact(" ".join((t.msg.text or "").split()))[:120]
-            if text and not v.find_id_numbers(text):
-                t.writes.record_unmatched(text, t.now)
+            if unmatched:
+                self._record_unmatched(t)
+
+    def _record_unmatched(self, t: Turn) -> None:
+        text = redact(" ".join((t.msg.text or "").split()))[:120]
+        if text and not v.find_id_numbers(text):
+            t.writes.record_unmatched(text, t.now)
 
     def _say(self, t: Turn, text: str, mention: bool = False, prompt_id: int | None = ...) -> Outgoing:
         return Outgoing(chat=t.msg.chat, to=t.msg.sender, text=text.strip(), mention=mention and t.msg.room,
@@ -1011,8 +1272,10 @@ class Dialog:
                              text=self.r("expired", expiry_hours=f"{self.settings.expiry_hours:g}"))]
         if (not conv.reminded and not conv.data.get("paused")
                 and idle >= timedelta(minutes=self.settings.reminder_minutes)
-                and conv.chat == conv.sender and conv.data.get("route")):
+                and conv.chat == conv.sender and conv.data.get("slots") is not None):
             conv.reminded = True
+            if not conv.data.get("route"):  # accepted the appeal, then went quiet at the 线上反馈 question
+                return [Outgoing(chat=conv.chat, to=conv.sender, text=self.r("reminder_route"))]
             left = len([m for m in self.kb.routes[conv.data["route"]].materials
                         if m.slot not in conv.data.get("slots", {})])
             return [Outgoing(chat=conv.chat, to=conv.sender,

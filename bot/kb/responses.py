@@ -39,6 +39,11 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "recorded": (), "recorded_id": ("masked!",), "updated": (), "needs_file": ("kind!",),
     "id_number_in_wrong_item": ("item",), "mobile_in_wrong_item": ("item",), "file_not_received": ("question",), "error_prompt_invalid": (), "too_many_failures": (),
     "reask_item": ("item!",), "item_required": ("item", "expiry_hours"), "not_now_collecting": ("expiry_hours",),
+    "recorded_value": ("item!", "value!"), "value_missing": ("item!", "question!"),
+    "quit_ask": ("done", "expiry_hours"), "quit_reask": (), "edit_item": ("item!", "ask!"), "edit_which": (),
+    "video_needed": ("question!",), "video_not_image": (), "file_ordinal": ("kind", "n!"), "file_queued": ("kind", "n!"),
+    "file_which_numbered": ("n!", "kind", "seen", "options!"), "photo_seen": ("what!",),
+    "review_warning": ("problems!",),
     # files
     "file_received": ("kind", "note"), "screenshot_prompt_note": ("prompt!",), "file_which": ("kind", "options!"),
     "file_which_reask": ("count!",), "file_discarded": ("question!",), "file_unused": ("question!",),
@@ -69,9 +74,10 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "progress": ("done_count", "done!", "left_count", "left!", "question"), "progress_none": ("question",), "progress_route": ("question!",),
     "delete_ask": (), "deleted": ("count",), "not_deleted": ("question",),
     # timers
-    "expired": ("expiry_hours",), "reminder": ("left!", "expiry_hours"),
+    "expired": ("expiry_hours",), "reminder": ("left!", "expiry_hours"), "reminder_route": (),
     # rooms
-    "room_id_warning": (), "room_id_photo_warning": (), "room_no_files": (),
+    "room_id_warning": (), "room_id_photo_warning": (), "room_no_files": (), "room_appeal_dm": ("hint",), "room_appeal_prompt": ("prompt!",),
+    "appeal_not_for_prompt": ("prompt!", "remedy!"), "from_group": (), "from_group_continue": ("prompt!", "question!"),
 }
 
 # Placeholders of a group's chat remedy, and of FAQ answers.
@@ -82,7 +88,8 @@ FAQ_FIELDS = ("item", "item_why", "item_what", "item_where", "appeal_email", "ex
 REQUIRED_COMMANDS = ("cancel", "restart", "skip", "progress", "help", "delete", "appeal", "pause",
                      "details", "resume")
 REQUIRED_INTENTS = ("affirm", "consent", "deny", "unsure", "neutral", "not_now", "thanks", "greeting", "who_are_you",
-                    "human", "no_prompt", "out_of_scope", "keep_data", "drop_data")
+                    "human", "no_prompt", "out_of_scope", "keep_data", "drop_data", "quit", "edit", "appeal_request",
+                    "from_group")
 
 
 def placeholders(text: str) -> set[str]:

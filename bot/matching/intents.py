@@ -171,12 +171,15 @@ class Reader:
         parts = [p for p in _CONTRAST.split(norm) if p]
         decided: tuple[bool | None, bool, bool] = (None, False, False)
         for part in parts:
-            polar = [[n for n in POLAR if n in names] for _, _, names in self._scan(part) if "neutral" not in names]
-            polar = [p for p in polar if p]
+            scanned = [(cue, [n for n in POLAR if n in names]) for _, cue, names in self._scan(part)
+                       if "neutral" not in names]
+            polar = [p for _, p in scanned if p]
             if not polar:
                 continue
             first = polar[0]
-            if "unsure" in first:
+            # A hedge after the answer takes it back: "没有吧 我也不确定" is unsure, not no.
+            hedged = any("unsure" in p and "不" in cue for cue, p in scanned[1:])
+            if "unsure" in first or hedged:
                 decided = (None, True, False)
             elif "deny" in first:
                 decided = (False, False, False)

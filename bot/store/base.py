@@ -2,8 +2,9 @@
 conversations, processed message ids, appeals, stats, and the outbox of replies to send.
 
 Conversation data (collected slots, which may hold an ID number) and outbox payloads are stored
-encrypted with the vault; the other tables hold no personal data (masked identities, normalised
-unmatched texts).
+encrypted with the vault; the other tables hold no personal data (masked identities, redacted
+unmatched texts: `unmatched` for idle messages that matched no failure prompt, `unmatched_waiting` for
+messages not understood while the bot waited for an answer, keyed by the state and the awaited item).
 
 One message is one transaction (`commit_turn`): the conversation, the processed id, the counters
 and the replies are committed together or not at all. Transports send from the outbox and mark
@@ -26,7 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from bot.appeals.crypto import VaultError
+from bot.dialog.validators import find_id_numbers
 from bot.messages import Outgoing
+from bot.privacy import redact
 
 # Appeal statuses: set by the bot, then by operators.
 BOT_STATUSES = ("ready", "queued", "sent", "failed")
@@ -49,6 +52,17 @@ def _iso(dt: datetime) -> str:
 
 def _parse(s: str) -> datetime:
     return datetime.fromisoformat(s)
+
+
+def operator_text(text: str | None) -> str:
+    """A creator's message as operators may see it: whitespace collapsed, redacted (ID-number-like
+    sequences, mobiles, paths masked), at most 120 characters; "" (record nothing) when it is empty
+    or holds a (checksum-valid) ID number, before or after redaction."""
+    collapsed = " ".join((text or "").split())
+    if find_id_numbers(collapsed):
+        return ""
+    out = redact(collapsed)[:120]
+    return "" if not out or find_id_numbers(out) else out
 
 
 def _payload(r: Outgoing) -> dict:
@@ -98,6 +112,7 @@ class Writes:
     the state that no longer references them is committed (a crash before leaves them to the janitor)."""
     events: list[tuple[str, datetime, int | None]] = field(default_factory=list)
     unmatched: list[tuple[str, datetime]] = field(default_factory=list)
+    not_understood: list[tuple[str, str, str, datetime]] = field(default_factory=list)  # (text, state, awaiting, at)
     appeals: list[tuple] = field(default_factory=list)
     statuses: list[tuple] = field(default_factory=list)  # (appeal_id, status, at, by, note, message_id)
     sends: list[tuple] = field(default_factory=list)  # (appeal_id, next_at, attempts, error) or (appeal_id, None, ...)
@@ -109,6 +124,19 @@ class Writes:
 
     def record_unmatched(self, text: str, at: datetime) -> None:
         self.unmatched.append((text, at))
+
+    def record_not_understood(self, text: str, state: str, awaiting: str | None, at: datetime) -> None:
+        """A message the bot did not understand while it waited for an answer in `state` (for
+        `awaiting`: an item's slot or a question's name). Redacted here (`operator_text`); nothing
+        is recorded when that leaves nothing or an ID number. In the idle state it is an idle
+        unmatched message (the `unmatched` table)."""
+        text = operator_text(text)
+        if not text:
+            return
+        if not state or state == "idle":
+            self.unmatched.append((text, at))
+        else:
+            self.not_understood.append((text, state, awaiting or "", at))
 
     def add_appeal(self, appeal_id: str, sender: str, route: str, prompt_id: int | None,
                    masked_identity: str, at: datetime, status: str = "ready") -> None:
@@ -227,6 +255,8 @@ class SqlStore:
             sts.append(("INSERT INTO events (kind, prompt_id, at) VALUES " + ", ".join(["(?, ?, ?)"] * len(writes.events)),
                         tuple(x for k, t, p in writes.events for x in (k, p, _iso(t)))))
         sts += [self._unmatched_sql(text, t) for text, t in writes.unmatched]
+        sts += [self._not_understood_sql(text, state, awaiting, t)
+                for text, state, awaiting, t in writes.not_understood]
         for row in writes.appeals:
             sts.append(("INSERT INTO appeals (appeal_id, sender, route, prompt_id, status, masked_identity, "
                         "created_at, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appeal_id) DO UPDATE "
@@ -396,9 +426,9 @@ class SqlStore:
             for value in (data.get("slots") or {}).values():
                 if isinstance(value, dict) and value.get("file"):
                     files.add(value["file"])
-            pending = data.get("pending_file") or {}
-            if pending.get("ref", {}).get("file"):
-                files.add(pending["ref"]["file"])
+            for pending in [data.get("pending_file") or {}, *(data.get("queued_files") or [])]:
+                if pending.get("ref", {}).get("file"):
+                    files.add(pending["ref"]["file"])
             if data.get("appeal_id"):
                 appeal_ids.add(data["appeal_id"])
         return files, appeal_ids
@@ -496,12 +526,37 @@ class SqlStore:
         return ("INSERT INTO unmatched (text, count, last_at) VALUES (?, 1, ?) ON CONFLICT (text) "
                 "DO UPDATE SET count = unmatched.count + 1, last_at = excluded.last_at", (text, _iso(at)))
 
+    @staticmethod
+    def _not_understood_sql(text: str, state: str, awaiting: str, at: datetime) -> tuple[str, tuple]:
+        return ("INSERT INTO unmatched_waiting (text, state, awaiting, count, last_at) VALUES (?, ?, ?, 1, ?) "
+                "ON CONFLICT (text, state, awaiting) DO UPDATE SET count = unmatched_waiting.count + 1, "
+                "last_at = excluded.last_at", (text, state, awaiting or "", _iso(at)))
+
     def top_unmatched(self, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
+        """Idle unmatched messages only, as (text, count), most frequent first."""
         return [tuple(r) for r in self._query("SELECT text, count FROM unmatched WHERE last_at >= ? "
                                               "ORDER BY count DESC, last_at DESC LIMIT ?", (_iso(since), limit))]
 
-    def dismiss_unmatched(self, text: str) -> None:
-        self._exec("DELETE FROM unmatched WHERE text = ?", (text,))
+    UNMATCHED_KEYS = ("text", "count", "last_at", "kind", "state", "awaiting")
+
+    def top_unmatched_all(self, since: datetime, limit: int = 10) -> list[dict]:
+        """Both kinds, most frequent first, then most recent: dicts of UNMATCHED_KEYS; `kind` is
+        "idle" (state "idle", awaiting "") or "waiting" (not understood while waiting for an answer)."""
+        rows = self._query(
+            "SELECT text, count, last_at, 'idle' AS kind, 'idle' AS state, '' AS awaiting FROM unmatched "
+            "WHERE last_at >= ? UNION ALL "
+            "SELECT text, count, last_at, 'waiting' AS kind, state, awaiting FROM unmatched_waiting "
+            "WHERE last_at >= ? ORDER BY count DESC, last_at DESC, kind, state, awaiting, text LIMIT ?",
+            (_iso(since), _iso(since), limit))
+        return [dict(zip(self.UNMATCHED_KEYS, r)) for r in rows]
+
+    def dismiss_unmatched(self, text: str, state: str | None = None, awaiting: str | None = None) -> None:
+        """Remove an idle row (`state` None or "idle"), else the waiting row of (text, state, awaiting)."""
+        if state is None or state == "idle":
+            self._exec("DELETE FROM unmatched WHERE text = ?", (text,))
+        else:
+            self._exec("DELETE FROM unmatched_waiting WHERE text = ? AND state = ? AND awaiting = ?",
+                       (text, state, awaiting or ""))
 
     def messages_per_day(self, since: datetime) -> list[tuple[str, int]]:
         return [tuple(r) for r in self._query(

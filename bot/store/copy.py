@@ -8,8 +8,8 @@ copy leaves it empty. The same key must be used afterwards (it is checked before
 """
 from __future__ import annotations
 
-# Columns of schema version 5, in both backends; rows are read in insertion order, so the
-# target's sequence columns keep it.
+# Columns copied (schema version 7, in both backends; not the outbox's claim_until); rows are
+# read in insertion order, so the target's sequence columns keep it.
 TABLES: dict[str, tuple[str, ...]] = {
     "conversations": ("chat", "sender", "state", "data", "last_activity", "reminded", "account"),
     "processed": ("message_id", "at"),
@@ -17,6 +17,7 @@ TABLES: dict[str, tuple[str, ...]] = {
                 "status_at", "message_id", "sent_at", "note", "package_deleted", "account"),
     "events": ("kind", "prompt_id", "at"),
     "unmatched": ("text", "count", "last_at"),
+    "unmatched_waiting": ("text", "state", "awaiting", "count", "last_at"),
     "rooms": ("room", "mode"),
     "outbox": ("id", "reply_to", "chat", "payload", "created_at", "sent_at", "account", "claimed_by"),
     "meta": ("key", "value"),

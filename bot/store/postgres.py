@@ -77,6 +77,11 @@ SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
     (6, "outbox claims held by one process, with a lease", [
         "ALTER TABLE outbox ADD COLUMN claim_until TEXT",
     ]),
+    (7, "messages not understood while the bot waited for an answer (redacted), for operators", [
+        """CREATE TABLE unmatched_waiting (
+            text TEXT NOT NULL, state TEXT NOT NULL, awaiting TEXT NOT NULL DEFAULT '', count INTEGER NOT NULL,
+            last_at TEXT NOT NULL, PRIMARY KEY (text, state, awaiting))""",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 

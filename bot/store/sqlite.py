@@ -72,6 +72,11 @@ SCHEMA_VERSIONS: list[tuple[int, str, list]] = [
     (6, "outbox claims held by one process, with a lease", [
         ("add_column", "outbox", "claim_until", "TEXT"),
     ]),
+    (7, "messages not understood while the bot waited for an answer (redacted), for operators", [
+        """CREATE TABLE IF NOT EXISTS unmatched_waiting (
+            text TEXT NOT NULL, state TEXT NOT NULL, awaiting TEXT NOT NULL DEFAULT '', count INTEGER NOT NULL,
+            last_at TEXT NOT NULL, PRIMARY KEY (text, state, awaiting))""",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 

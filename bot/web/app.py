@@ -33,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from bot.admin.commands import unmatched_label
 from bot.appeals.crypto import VaultError
 from bot.appeals.package import APPEAL_ID_RE, PackageError, export_appeal, read_appeal, read_package_file
 from bot.appeals.status import StatusError, change_status
@@ -276,16 +277,16 @@ def create_app(settings) -> Starlette:
 
     @guarded
     async def unmatched(request: Request):
-        since = datetime.now(timezone.utc) - timedelta(days=30)
-        return page(request, "unmatched.html", rows=console.store.top_unmatched(since, limit=50),
-                    prompts=console.kb.prompts, faq=console.kb.faq, message=request.query_params.get("m", ""))
+        return await unmatched_with(request, request.query_params.get("m", ""))
 
     @guarded
     async def unmatched_action(request: Request):
         form = request.state.form
         text, action = str(form.get("text", "")), str(form.get("action", ""))
+        # which row: idle (state "idle" or none) or not understood while waiting (state, awaiting)
+        state, awaiting = str(form.get("state", "") or "idle"), str(form.get("awaiting", ""))
         if action == "dismiss":
-            console.store.dismiss_unmatched(text)
+            console.store.dismiss_unmatched(text, state, awaiting)
             audit(request, "unmatched_dismiss")
             return RedirectResponse("/unmatched", status_code=303)
         kind, target = ("prompt", form.get("prompt_id")) if action == "prompt" else ("faq", form.get("faq_id"))
@@ -296,7 +297,7 @@ def create_app(settings) -> Starlette:
             console.kb = await asyncio.to_thread(add_phrasing, settings.knowledge_dir, kind, target, text)
         except (KnowledgeError, ValueError) as exc:
             return await unmatched_with(request, f"未能加入:{exc}")
-        console.store.dismiss_unmatched(text)
+        console.store.dismiss_unmatched(text, state, awaiting)
         audit(request, f"learned_{kind}", str(target))
         diff = _diff(old, console.kb)
         return await unmatched_with(request, f"已加入{'提示语 ' + str(target) if kind == 'prompt' else 'FAQ ' + str(target)}"
@@ -304,8 +305,9 @@ def create_app(settings) -> Starlette:
 
     async def unmatched_with(request: Request, message: str):
         since = datetime.now(timezone.utc) - timedelta(days=30)
-        return page(request, "unmatched.html", rows=console.store.top_unmatched(since, limit=50),
-                    prompts=console.kb.prompts, faq=console.kb.faq, message=message)
+        rows = [{**r, "label": unmatched_label(console.kb, r)} for r in console.store.top_unmatched_all(since, limit=50)]
+        return page(request, "unmatched.html", rows=rows, prompts=console.kb.prompts, faq=console.kb.faq,
+                    message=message)
 
     @guarded
     async def stats(request: Request):
