@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from email import policy
+from email.parser import BytesParser
 
 from bot.appeals import delivery
 from bot.kb.responses import render
@@ -96,6 +98,10 @@ class AppealSender:
                          f", re-encoded {len(prepared.reencoded)}" if prepared.reencoded else "")
                 writes.drop_send(appeal_id)
                 writes.set_status(appeal_id, "sent", now, "bot", None, delivery.message_id_of(appeal_id))
+                # the first email of the thread: replies are matched by it (bot/appeals/imap.py)
+                subject = BytesParser(policy=policy.default).parsebytes(prepared.data, headersonly=True)["Subject"]
+                writes.add_thread(appeal_id, "sent", now, message_id=delivery.message_id_of(appeal_id),
+                                  subject=str(subject) if subject else None)
                 replies = [self._tell(appeal, self._r("appeal_sent", appeal_id=appeal_id,
                                                       email=settings.appeal_email))]
             store.commit_turn(None, None, now, writes, replies)

@@ -32,7 +32,8 @@ from bot.messages import Outgoing
 from bot.privacy import redact
 
 # Appeal statuses: set by the bot, then by operators.
-BOT_STATUSES = ("ready", "queued", "sent", "failed")
+# `replied`: the platform answered by email (bot/appeals/imap.py), before an operator decides.
+BOT_STATUSES = ("ready", "queued", "sent", "replied", "failed")
 OPERATOR_STATUSES = ("reviewing", "resolved", "rejected", "need_more")
 KEY_CHECK = b"dayu-bot key check v1"
 DEFAULT_ACCOUNT = "main"
@@ -118,6 +119,9 @@ class Writes:
     sends: list[tuple] = field(default_factory=list)  # (appeal_id, next_at, attempts, error) or (appeal_id, None, ...)
     deleted_users: list[str] = field(default_factory=list)
     after_commit: list[str] = field(default_factory=list)
+    # (appeal_id, kind, at, message_id, subject, body, suggested, in_reply_to): the appeal's email thread
+    threads: list[tuple] = field(default_factory=list)
+    imap_positions: list[tuple[str, int, int]] = field(default_factory=list)  # (mailbox, uidvalidity, last_uid)
 
     def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
         self.events.append((kind, at, prompt_id))
@@ -155,6 +159,19 @@ class Writes:
 
     def delete_user(self, sender: str) -> None:
         self.deleted_users.append(sender)
+
+    def add_thread(self, appeal_id: str, kind: str, at: datetime, message_id: str | None = None,
+                   subject: str | None = None, body: str | None = None, suggested: str | None = None,
+                   in_reply_to: str | None = None) -> None:
+        """One email of the appeal's thread: `kind` is 'sent' (our email), 'supplement_sent' (our
+        follow-up) or 'reply' (the platform's). `body` (the reply's text) is stored encrypted; a row
+        already there (same appeal, kind and Message-ID) is left as it is: a reply seen twice is
+        taken once."""
+        self.threads.append((appeal_id, kind, at, message_id, subject, body, suggested, in_reply_to))
+
+    def set_imap_position(self, mailbox: str, uidvalidity: int, last_uid: int) -> None:
+        """The IMAP mailbox read up to `last_uid` under `uidvalidity`, committed with the turn."""
+        self.imap_positions.append((mailbox, int(uidvalidity), int(last_uid)))
 
     def delete_file_later(self, key: str) -> None:
         self.after_commit.append(key)
@@ -273,6 +290,15 @@ class SqlStore:
                             "ON CONFLICT (appeal_id) DO UPDATE SET attempts = excluded.attempts, "
                             "next_at = excluded.next_at, last_error = excluded.last_error",
                             (appeal_id, attempts, _iso(next_at), error)))
+        for appeal_id, kind, t, msg_id, subject, body, suggested, in_reply_to in writes.threads:
+            sts.append(("INSERT INTO appeal_thread (appeal_id, kind, message_id, in_reply_to, subject, at, body, "
+                        "suggested) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (appeal_id, kind, msg_id, in_reply_to, subject, _iso(t),
+                         None if body is None else self._vault.encrypt(body.encode()), suggested)))
+        for mailbox, uidvalidity, last_uid in writes.imap_positions:
+            sts.append(("INSERT INTO imap_state (mailbox, uidvalidity, last_uid) VALUES (?, ?, ?) "
+                        "ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                        "last_uid = excluded.last_uid", (mailbox, uidvalidity, last_uid)))
         outbox_at = None
         if replies:  # one statement; ids are given in the order of the rows
             outbox_at = len(sts)
@@ -355,6 +381,49 @@ class SqlStore:
         rows = self._query(f'SELECT status, at, "by", note FROM appeal_history WHERE appeal_id = ? '
                            f"ORDER BY at, {self.SEQ}", (appeal_id,))
         return [dict(zip(("status", "at", "by", "note"), r)) for r in rows]
+
+    # -- the appeal's email thread, and the IMAP position ------------------------------------
+    THREAD_KEYS = ("kind", "message_id", "in_reply_to", "subject", "at", "body", "suggested")
+
+    def thread(self, appeal_id: str) -> list[dict]:
+        """The appeal's emails, oldest first: dicts of THREAD_KEYS (`body` decrypted, None for ours)."""
+        rows = self._query(f"SELECT {', '.join(self.THREAD_KEYS)} FROM appeal_thread WHERE appeal_id = ? "
+                           f"ORDER BY at, {self.SEQ}", (appeal_id,))
+        out = []
+        for row in rows:
+            d = dict(zip(self.THREAD_KEYS, row))
+            if d["body"] is not None:
+                d["body"] = self._vault.decrypt(bytes(d["body"])).decode()
+            out.append(d)
+        return out
+
+    def thread_has(self, appeal_id: str, kind: str, message_id: str) -> bool:
+        """The thread already holds this email (a reply seen before)."""
+        return bool(self._query("SELECT 1 FROM appeal_thread WHERE appeal_id = ? AND kind = ? AND message_id = ?",
+                                (appeal_id, kind, message_id)))
+
+    def appeal_of_message_id(self, message_id: str) -> str | None:
+        """The appeal one of our emails (sent or supplement_sent) with this Message-ID belongs to."""
+        rows = self._query("SELECT appeal_id FROM appeal_thread WHERE message_id = ? "
+                           "AND kind IN ('sent', 'supplement_sent') ORDER BY at LIMIT 1", (message_id,))
+        return rows[0][0] if rows else None
+
+    def appeals_with_subject(self, subject: str) -> list[str]:
+        """The appeals whose first email (kind 'sent') had this subject."""
+        rows = self._query("SELECT DISTINCT appeal_id FROM appeal_thread WHERE kind = 'sent' AND subject = ? "
+                           "ORDER BY appeal_id", (subject,))
+        return [r[0] for r in rows]
+
+    def suggested_status(self, appeal_id: str) -> str | None:
+        """What the latest reply of the platform suggests (resolved, need_more, rejected), or None."""
+        rows = self._query(f"SELECT suggested FROM appeal_thread WHERE appeal_id = ? AND kind = 'reply' "
+                           f"ORDER BY at DESC, {self.SEQ} DESC LIMIT 1", (appeal_id,))
+        return rows[0][0] if rows else None
+
+    def imap_position(self, mailbox: str) -> tuple[int, int] | None:
+        """(uidvalidity, last_uid) read so far in `mailbox`, or None before the first poll."""
+        rows = self._query("SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox = ?", (mailbox,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def due_sends(self, now: datetime) -> list[tuple[str, int]]:
         return [tuple(r) for r in self._query(
@@ -502,7 +571,7 @@ class SqlStore:
     def _delete_user_sql(sender: str) -> list[tuple[str, tuple]]:
         return [("DELETE FROM conversations WHERE sender = ?", (sender,)),
                 *((f"DELETE FROM {table} WHERE appeal_id IN (SELECT appeal_id FROM appeals WHERE sender = ?)",
-                   (sender,)) for table in ("appeal_history", "sends")),
+                   (sender,)) for table in ("appeal_history", "sends", "appeal_thread")),
                 ("DELETE FROM appeals WHERE sender = ?", (sender,))]
 
     # -- stats ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ copy leaves it empty. The same key must be used afterwards (it is checked before
 """
 from __future__ import annotations
 
-# Columns copied (schema version 7, in both backends; not the outbox's claim_until); rows are
+# Columns copied (schema version 8, in both backends; not the outbox's claim_until); rows are
 # read in insertion order, so the target's sequence columns keep it.
 TABLES: dict[str, tuple[str, ...]] = {
     "conversations": ("chat", "sender", "state", "data", "last_activity", "reminded", "account"),
@@ -25,6 +25,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "sends": ("appeal_id", "attempts", "next_at", "last_error"),
     "web_users": ("name", "hash", "created_at", "failed", "locked_until"),
     "audit": ("at", "who", "action", "target", "source"),
+    "appeal_thread": ("appeal_id", "kind", "message_id", "in_reply_to", "subject", "at", "body", "suggested"),
+    "imap_state": ("mailbox", "uidvalidity", "last_uid"),
 }
 # What makes a target "not empty": any of these has a row.
 _DATA_TABLES = ("conversations", "processed", "appeals", "outbox", "web_users", "events")
@@ -39,7 +41,8 @@ def _order(store, table: str) -> str:
     """Insertion order: SQLite's rowid; PostgreSQL's sequence columns (or the outbox's id)."""
     if store.kind == "sqlite":
         return "rowid"
-    return {"outbox": "id", "appeals": "seq", "appeal_history": "seq", "audit": "seq"}.get(table, "1")
+    return {"outbox": "id", "appeals": "seq", "appeal_history": "seq", "audit": "seq",
+            "appeal_thread": "seq"}.get(table, "1")
 
 
 def copy_store(src, dst, progress=print) -> dict[str, int]:

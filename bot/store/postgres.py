@@ -82,6 +82,19 @@ SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
             text TEXT NOT NULL, state TEXT NOT NULL, awaiting TEXT NOT NULL DEFAULT '', count INTEGER NOT NULL,
             last_at TEXT NOT NULL, PRIMARY KEY (text, state, awaiting))""",
     ]),
+    (8, "an appeal's email thread (our emails, the platform's replies, encrypted), the IMAP position", [
+        """CREATE TABLE appeal_thread (
+            seq BIGSERIAL PRIMARY KEY, appeal_id TEXT NOT NULL, kind TEXT NOT NULL, message_id TEXT,
+            in_reply_to TEXT, subject TEXT, at TEXT NOT NULL, body BYTEA, suggested TEXT,
+            UNIQUE (appeal_id, kind, message_id))""",
+        "CREATE INDEX appeal_thread_message ON appeal_thread (message_id)",
+        "CREATE INDEX appeal_thread_subject ON appeal_thread (subject)",
+        # appeals emailed before: their sent email (the Message-ID; the subject is in the package only)
+        """INSERT INTO appeal_thread (appeal_id, kind, message_id, at) SELECT appeal_id, 'sent', message_id, sent_at
+            FROM appeals WHERE message_id IS NOT NULL AND sent_at IS NOT NULL""",
+        """CREATE TABLE imap_state (
+            mailbox TEXT PRIMARY KEY, uidvalidity BIGINT NOT NULL, last_uid BIGINT NOT NULL)""",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 
