@@ -77,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("appeal_id")
     p.add_argument("status", choices=["reviewing", "resolved", "rejected", "need_more"])
     p.add_argument("--note", help="shown to the creator and kept in the history")
+    p.add_argument("--items", help="need_more: the items to send again (slot names, labels or their numbers, "
+                                   "comma-separated); omitted: the creator is asked which")
     p.add_argument("--by", default=os.environ.get("USER", "operator"), help="who (kept in the history)")
+    p = a_sub.add_parser("show", help="one appeal's thread: our emails, the platform's replies, supplements, statuses")
+    _add_common(p)
+    p.add_argument("appeal_id")
     p = a_sub.add_parser("export", help="write a decrypted copy of a package")
     _add_common(p)
     p.add_argument("appeal_id")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from bot.admin.commands import AdminCommands
+from bot.appeals.imap import ReplyReader
 from bot.appeals.sender import AppealSender
 from bot.appeals.status import change_status
 from bot.appeals.crypto import Vault, load_or_create_key, secure_dir
@@ -127,6 +128,7 @@ class Engine:
         self._kb_signature = knowledge_signature(settings.knowledge_dir)
         self._kb_generation = store.kb_generation()  # bumped by any process's reload
         self.sender = AppealSender(self)
+        self.replies = ReplyReader(self)  # the platform's replies, by IMAP
 
     @classmethod
     async def open(cls, settings: Settings) -> "Engine":
@@ -257,6 +259,7 @@ class Engine:
             writes.run_after_commit(self.store.files)
             out += replies
         out += await self.sender.work(now)  # due appeal emails (queued at 确认, or retries)
+        out += await self.replies.work(now)  # the platform's replies, when a poll is due
         generation = self.store.kb_generation()
         if generation != self._kb_generation:
             # another process reloaded (#reload, the web console): follow it
@@ -300,10 +303,10 @@ class Engine:
         return len(ids)
 
     def change_appeal_status(self, appeal_id: str, status: str, by: str, note: str | None = None,
-                             now: datetime | None = None) -> dict:
-        """An operator's status (reviewing, resolved, rejected, need_more): recorded with who, when
-        and the note, and the creator told in their DM through the outbox."""
-        return change_status(self.settings, self.store, self.snapshot.kb, appeal_id, status, by, note, now)
+                             now: datetime | None = None, items=None) -> dict:
+        """An operator's status (reviewing, resolved, rejected, need_more with the items to send
+        again): recorded with who, when and the note, and the creator told in their DM through the outbox."""
+        return change_status(self.settings, self.store, self.snapshot.kb, appeal_id, status, by, note, now, items)
 
     # -- delivery ----------------------------------------------------------------------------
     def unsent(self) -> list[Outgoing]:

@@ -28,6 +28,7 @@ class Settings:
     # the store several processes (one per WeChat account) share
     database_url: str = ""
     account: str = "main"  # this process's WeChat account, as the shared store names it
+    timezone: str = "Asia/Shanghai"  # the times people read (the store keeps UTC)
     outbox_lease_seconds: float = 30.0  # shared store: a dead process's claimed replies go out after this
     knowledge_dir: Path = REPO_ROOT / "knowledge"
     appeal_email: str = ""  # the 大鱼号 mailbox; the seed redacts it, so it must be configured
@@ -61,6 +62,17 @@ class Settings:
     smtp_max_mb: float = 25.0
     smtp_timeout_seconds: float = 60.0
     appeal_retention_days: float = 30.0  # after resolved/rejected, the package is deleted
+    # Reading the platform's replies (imaplib); unset imap_host = no polling
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_security: str = "ssl"  # ssl | starttls | none
+    imap_user: str = ""
+    imap_password: str = ""
+    imap_password_file: str = ""  # first line; wins over imap_password
+    imap_mailbox: str = "INBOX"
+    imap_poll_seconds: float = 60.0  # 0 = on every tick
+    imap_timeout_seconds: float = 30.0
+    reply_forward: bool = True  # tell the creator a reply's text in their DM
     # The operators' web console (python -m bot web, or run --web)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -136,6 +148,8 @@ def load_settings(config: Path | None = None, data_dir: Path | None = None,
         s.data_dir = Path(data_dir)
     if s.smtp_security not in {"starttls", "ssl", "none"}:
         raise SettingsError(f"smtp_security must be starttls, ssl or none, not {s.smtp_security!r}")
+    if s.imap_security not in {"starttls", "ssl", "none"}:
+        raise SettingsError(f"imap_security must be ssl, starttls or none, not {s.imap_security!r}")
     if s.room_mode not in {"off", "mention", "auto"}:
         raise SettingsError(f"room_mode must be off, mention or auto, not {s.room_mode!r}")
     return s

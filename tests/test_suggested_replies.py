@@ -30,7 +30,7 @@ def suggested_words() -> set[str]:
 
 # Words that are commands in every state: the command they must be read as.
 COMMANDS = {"暂停": "pause", "取消": "cancel", "进度": "progress", "继续": "resume", "详细": "details",
-            "删除我的资料": "delete", "帮助": "help", "申诉": "appeal", "跳过": "skip"}
+            "删除我的资料": "delete", "帮助": "help", "申诉": "appeal", "跳过": "skip", "补充": "supplement"}
 # Words whose meaning depends on the state: (how to get there, then what must follow the word).
 SETUPS = {
     "appeal_offer": [P2],
@@ -56,6 +56,7 @@ STATE_WORDS = {
     "转人工": ("idle", lambda r: "人工客服" in r["text"]),
     "改{item}": ("recorded_value", lambda r: r["awaiting"] == "account_name"),
     "改": ("recorded_value", lambda r: r["awaiting"] == "account_name"),
+    "已提交": ("supplement_upload", lambda r: r["awaiting"] is None and "已记录" in r["text"]),
 }
 
 
@@ -77,6 +78,15 @@ async def _reach(driver, media, state: str, user: str) -> None:
 
     answers = email_answers(media)
     if state == "idle":
+        return
+    if state == "supplement_upload":  # an online appeal, 需补充 of one photo, sent again: "已提交" when uploaded
+        from driver import online_answers, run_appeal
+
+        r, _ = await run_appeal(driver, online_answers(media), "有", user=user)
+        driver.engine.change_appeal_status(r["appeal_id"], "need_more", by="test", items="id_back_photo")
+        await driver.send(**{"from": user, "image": str(media["back"])})
+        r = await driver.say("确认", user)
+        assert r["awaiting"] == "supplement_upload", r
         return
     if state == "delete_confirm":
         await driver.say("删除我的资料", user)

@@ -113,10 +113,14 @@ class AdminCommands:
 
         appeal_id, word, note = _APPEAL.match(msg.text).groups()
         if word not in STATUS_WORDS:
-            return "用法:#appeal 申诉编号 审核中|已通过|未通过|需补充 [备注]"
+            return "用法:#appeal 申诉编号 审核中|已通过|未通过|需补充 [项目,项目] [备注]"
+        items = None
+        appeal = self.engine.store.appeal(appeal_id)
+        if STATUS_WORDS[word] == "need_more" and note and appeal is not None:
+            items, note = _items_and_note(self.engine.snapshot.kb, appeal, note)
         try:
             a = self.engine.change_appeal_status(appeal_id, STATUS_WORDS[word], by=f"admin:{msg.sender}",
-                                                 note=note, now=now)
+                                                 note=note, now=now, items=items)
         except StatusError:
             return f"没有找到申诉 {appeal_id}。"
         return f"已将 {a['appeal_id']} 设为“{word}”" + (f",备注:{a['note']}" if a.get("note") else "") + ",已通知创作者。"
@@ -128,3 +132,19 @@ class AdminCommands:
             return f"当前群的回复模式:{self.engine.room_mode(msg.chat)}。用法:#room off|mention|auto"
         self.engine.store.set_room_mode(msg.chat, mode)
         return f"已将本群的回复模式设为 {mode}。"
+
+
+def _items_and_note(kb, appeal: dict, rest: str) -> tuple[list[str] | None, str | None]:
+    """`手持身份证正面照片,单独身份证正面照片 照片不清晰`: the leading words that name items of the
+    appeal's route, then the note."""
+    from bot.appeals.status import StatusError, item_slots
+
+    words = rest.split()
+    items: list[str] = []
+    while words:
+        try:
+            items += item_slots(kb, appeal, words[0])
+        except StatusError:
+            break
+        words.pop(0)
+    return (items or None), (" ".join(words) or None)

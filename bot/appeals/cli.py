@@ -19,6 +19,8 @@ def appeals_command(settings, args) -> int:
             return _list(settings, vault, store, args)
         if args.appeals_command == "status":
             return _status(settings, store, args)
+        if args.appeals_command == "show":
+            return _show(settings, store, args)
         try:
             out = export_appeal(settings, vault, args.appeal_id, args.out, area=store.files)
         except (PackageError, VaultError) as exc:
@@ -64,10 +66,43 @@ def _status(settings, store, args) -> int:
         print(f"knowledge base error: {exc}", file=sys.stderr)
         return 2
     try:
-        a = change_status(settings, store, kb, args.appeal_id, args.status, by=f"cli:{args.by}", note=args.note)
+        a = change_status(settings, store, kb, args.appeal_id, args.status, by=f"cli:{args.by}", note=args.note,
+                          items=args.items)
     except StatusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{a['appeal_id']}: {a['status']}" + (f" ({a['note']})" if a.get("note") else "")
           + " - the creator is told by the running bot")
+    return 0
+
+
+def thread_events(store, appeal_id: str) -> list[dict]:
+    """One appeal's life in order: status changes and the emails both ways (for `show`, 进度, the console)."""
+    events = [{"at": h["at"], "kind": "status", "status": h["status"], "by": h["by"], "text": h.get("note") or ""}
+              for h in store.appeal_history(appeal_id)]
+    for m in (store.thread(appeal_id) if hasattr(store, "thread") else []):
+        events.append({"at": m["at"], "kind": m["kind"], "status": m.get("suggested") or "", "by": "",
+                       "text": m.get("body") or m.get("subject") or "", "message_id": m.get("message_id")})
+    return sorted(events, key=lambda e: e["at"])
+
+
+def _show(settings, store, args) -> int:
+    from bot.timefmt import local_minutes
+
+    appeal = store.appeal(args.appeal_id)
+    if appeal is None:
+        print(f"error: no appeal {args.appeal_id}", file=sys.stderr)
+        return 1
+    print(f"{appeal['appeal_id']}  route {appeal['route']}  prompt {appeal.get('prompt_id') or '-'}  "
+          f"status {appeal['status']}  {appeal['masked_identity']}")
+    words = {"sent": "our email", "supplement_sent": "our follow-up", "reply": "platform reply", "status": "status"}
+    for e in thread_events(store, args.appeal_id):
+        head = f"{local_minutes(e['at'], settings)}  {words.get(e['kind'], e['kind']):<15}"
+        if e["kind"] == "status":
+            print(f"{head} {e['status']} ({e['by']})" + (f": {e['text']}" if e["text"] else ""))
+        else:
+            extra = f" [suggests {e['status']}]" if e["status"] else ""
+            print(f"{head} {e.get('message_id') or ''}{extra}")
+            for line in (e["text"] or "").splitlines():
+                print(f"{'':17}   {line}")
     return 0

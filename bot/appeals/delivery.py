@@ -22,7 +22,7 @@ from pathlib import Path
 import aiosmtplib
 
 from bot.appeals.crypto import Vault
-from bot.appeals.package import EMAIL_EML, ENC, message_id_of, read_package_file
+from bot.appeals.package import EMAIL_EML, ENC, message_id_of, read_package_file  # noqa: F401 (message_id_of: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def _password(settings) -> str | None:
     return settings.smtp_password or None
 
 
-def load_message(settings, vault: Vault, appeal_id: str, area=None) -> EmailMessage:
-    raw = read_package_file(settings, vault, appeal_id, EMAIL_EML + ENC, area)
+def load_message(settings, vault: Vault, appeal_id: str, area=None, name: str = EMAIL_EML) -> EmailMessage:
+    raw = read_package_file(settings, vault, appeal_id, name + ENC, area)
     return BytesParser(policy=policy.default).parsebytes(raw)
 
 
@@ -161,16 +161,19 @@ class Prepared:
     reencoded: tuple[str, ...]
 
 
-def prepare(settings, vault: Vault, appeal_id: str, area=None) -> Prepared:
-    """The message to send (blocking work: decrypting, maybe re-encoding: run it in a thread)."""
-    msg = load_message(settings, vault, appeal_id, area)
+def prepare(settings, vault: Vault, appeal_id: str, area=None, round_no: int = 0) -> Prepared:
+    """The message to send (blocking work: decrypting, maybe re-encoding: run it in a thread);
+    `round_no` > 0: that supplement round's follow-up email."""
+    from bot.appeals.supplement import eml_name, followup_message_id
+
+    msg = load_message(settings, vault, appeal_id, area, eml_name(round_no))
     del msg["X-Unsent"]
     del msg["From"]
     del msg["To"]
     del msg["Message-ID"]
     msg["From"] = settings.smtp_from or settings.smtp_user or f"dayu-bot@{settings.smtp_host}"
     msg["To"] = settings.appeal_email
-    msg["Message-ID"] = message_id_of(appeal_id)  # the same on every attempt
+    msg["Message-ID"] = followup_message_id(appeal_id, round_no)  # the same on every attempt
     msg, reencoded = fit(msg, int(settings.smtp_max_mb * 1024 * 1024))
     return Prepared(msg.as_bytes(policy=policy.SMTP), msg["From"], settings.appeal_email, reencoded)
 

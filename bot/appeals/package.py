@@ -96,7 +96,7 @@ def _package_dir(settings, appeal_id: str) -> Path:
 def read_package_file(settings, vault: Vault, appeal_id: str, stored: str, area=None) -> bytes:
     """One decrypted file of a package (`appeal.json.enc`, `email.eml.enc`, an attachment)."""
     try:
-        token = _area(settings, area).read(f"{package_key(appeal_id)}/{_safe_name(stored)}")
+        token = _area(settings, area).read(f"{package_key(appeal_id)}/{_safe_stored(stored)}")
     except FileNotFoundError as exc:
         raise PackageError(f"找不到申诉材料包：{appeal_id}") from exc
     return vault.decrypt(token)
@@ -345,6 +345,14 @@ def list_appeals(settings, vault: Vault, area=None) -> list[dict]:
     return out
 
 
+def _safe_stored(stored: str) -> str:
+    """A stored name inside the package: a file, or one earlier version's file (`v1/<file>`)."""
+    folder, _, name = stored.rpartition("/")
+    if folder and not re.fullmatch(r"v\d{1,3}", folder):
+        raise PackageError(f"材料包中的文件名无效：{stored!r}")
+    return f"{folder}/{_safe_name(name)}" if folder else _safe_name(name)
+
+
 def _safe_name(name: str) -> str:
     # Names come from our own appeal.json, but it is cheap to make sure none escapes out_dir.
     if not name or name != Path(name).name or name.startswith("."):
@@ -362,6 +370,19 @@ def export_appeal(settings, vault: Vault, appeal_id: str, out_dir: str | os.Path
         atomic_write(out / EMAIL_EML, read_package_file(settings, vault, appeal_id, EMAIL_EML + ENC, area))
     for att in meta.get("attachments") or []:
         atomic_write(out / _safe_name(att["name"]), read_package_file(settings, vault, appeal_id, att["stored"], area))
+    # After supplements: the latest above, each earlier version's replaced files beside it (v1/, v2/ …),
+    # and each follow-up email as sent.
+    for version in meta.get("versions") or []:
+        folder = secure_dir(out / f"v{int(version['version'])}")
+        for att in version.get("attachments") or []:
+            atomic_write(folder / _safe_name(att["name"]),
+                         read_package_file(settings, vault, appeal_id, att["stored"], area))
+    for sup in meta.get("supplements") or []:
+        name = f"supplement-{int(sup['round'])}.eml"
+        try:
+            atomic_write(out / name, read_package_file(settings, vault, appeal_id, name + ENC, area))
+        except PackageError:  # the 线上反馈 route has no email
+            pass
     return out
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 
-from bot.appeals import delivery
+from bot.appeals import delivery, supplement
 from bot.kb.responses import render
 from bot.messages import Outgoing
 from bot.store import Writes
@@ -49,10 +49,10 @@ class AppealSender:
         return [Outgoing(chat=a, to=a, text=text) for a in self.engine.settings.admins]
 
     def _give_up(self, writes: Writes, appeal: dict, now: datetime, status: str, reason: str,
-                 creator_text: str) -> list[Outgoing]:
+                 creator_text: str, key: str) -> list[Outgoing]:
         """Out of the queue with `status` and the reason; the creator and the admins are told."""
         appeal_id = appeal["appeal_id"]
-        writes.drop_send(appeal_id)
+        writes.drop_send(key)
         writes.set_status(appeal_id, status, now, "bot", reason)
         return [self._tell(appeal, self._r(creator_text, appeal_id=appeal_id)),
                 *self._tell_admins(self._r("admin_appeal_failed", appeal_id=appeal_id, reason=reason))]
@@ -61,49 +61,52 @@ class AppealSender:
         """Attempt every due send once; returns the notifications committed."""
         store, settings = self.engine.store, self.engine.settings
         out: list[Outgoing] = []
-        for appeal_id, attempts in store.claim_due_sends(now):  # each claimed by one process
+        for key, attempts in store.claim_due_sends(now):  # each claimed by one process
+            # the first email is keyed by the appeal id; a supplement's follow-up by "<id>#s<round>"
+            appeal_id, round_no = supplement.parse_send_key(key)
             appeal = store.appeal(appeal_id)
             writes = Writes()
             replies: list[Outgoing] = []
             if appeal is None or appeal["status"] not in ("queued", "ready"):
-                writes.drop_send(appeal_id)
+                writes.drop_send(key)
                 store.commit_turn(None, None, now, writes, [])
                 continue
             if not delivery.smtp_enabled(settings):  # SMTP was switched off: the operator submits it
-                writes.drop_send(appeal_id)
+                writes.drop_send(key)
                 writes.set_status(appeal_id, "ready", now, "bot", "SMTP 未配置")
                 store.commit_turn(None, None, now, writes, [])
                 continue
             try:
                 prepared = await asyncio.to_thread(delivery.prepare, settings, self.engine.vault, appeal_id,
-                                                   store.files)
+                                                   store.files, round_no)
                 await delivery.send(settings, prepared)
             except delivery.TooLarge as exc:
                 log.warning("appeal %s too large to email", appeal_id)
-                replies = self._give_up(writes, appeal, now, "ready", exc.reason, "appeal_too_large")
+                replies = self._give_up(writes, appeal, now, "ready", exc.reason, "appeal_too_large", key)
             except delivery.SendError as exc:
                 attempts += 1
                 if exc.permanent or attempts >= MAX_ATTEMPTS:
                     log.warning("appeal %s: send failed for good (%s)", appeal_id, exc.reason)
-                    replies = self._give_up(writes, appeal, now, "failed", exc.reason, "appeal_send_failed")
+                    replies = self._give_up(writes, appeal, now, "failed", exc.reason, "appeal_send_failed", key)
                 else:
                     log.info("appeal %s: send attempt %d failed (%s); retrying", appeal_id, attempts, exc.reason)
-                    writes.queue_send(appeal_id, now + backoff(attempts), attempts, exc.reason)
+                    writes.queue_send(key, now + backoff(attempts), attempts, exc.reason)
             except Exception as exc:  # a broken package: the operator must look at it
                 log.error("appeal %s: cannot prepare the email (%s)", appeal_id, type(exc).__name__)
-                replies = self._give_up(writes, appeal, now, "failed", type(exc).__name__, "appeal_send_failed")
+                replies = self._give_up(writes, appeal, now, "failed", type(exc).__name__, "appeal_send_failed", key)
             else:
                 _crash_point("after_smtp")
                 log.info("appeal %s sent (%d bytes%s)", appeal_id, len(prepared.data),
                          f", re-encoded {len(prepared.reencoded)}" if prepared.reencoded else "")
-                writes.drop_send(appeal_id)
-                writes.set_status(appeal_id, "sent", now, "bot", None, delivery.message_id_of(appeal_id))
-                # the first email of the thread: replies are matched by it (bot/appeals/imap.py)
-                subject = BytesParser(policy=policy.default).parsebytes(prepared.data, headersonly=True)["Subject"]
-                writes.add_thread(appeal_id, "sent", now, message_id=delivery.message_id_of(appeal_id),
-                                  subject=str(subject) if subject else None)
-                replies = [self._tell(appeal, self._r("appeal_sent", appeal_id=appeal_id,
-                                                      email=settings.appeal_email))]
+                writes.drop_send(key)
+                writes.set_status(appeal_id, "sent", now, "bot", None,
+                                  supplement.followup_message_id(appeal_id, round_no))
+                if not round_no:  # the first email of the thread: replies are matched by it (bot/appeals/imap.py)
+                    subject = BytesParser(policy=policy.default).parsebytes(prepared.data, headersonly=True)["Subject"]
+                    writes.add_thread(appeal_id, "sent", now, message_id=delivery.message_id_of(appeal_id),
+                                      subject=str(subject) if subject else None)
+                replies = [self._tell(appeal, self._r("appeal_supplement_sent" if round_no else "appeal_sent",
+                                                      appeal_id=appeal_id, email=settings.appeal_email))]
             store.commit_turn(None, None, now, writes, replies)
             out += replies
         return out

@@ -45,6 +45,7 @@ from bot.dialog import review
 from bot.dialog.acts import answer_then_question, choice_number, edit_target
 from bot.dialog.extract import extract, kind_of_other_value
 from bot.dialog.slots import MILITARY_SLOT, NOT_APPLICABLE, SLOTS
+from bot.dialog.supplement import SupplementScene
 from bot.kb import KnowledgeBase
 from bot.kb.responses import render
 from bot.matching import MatchResult, Matcher
@@ -54,6 +55,7 @@ from bot.messages import Incoming, Outgoing
 from bot.privacy import has_mobile_number, redact
 from bot.settings import Settings
 from bot.store import OPERATOR_STATUSES, Conversation, SqlStore, Writes
+from bot.timefmt import local_minutes
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class Turn:
         return self.conv.data
 
 
-class Dialog:
+class Dialog(SupplementScene):
     def __init__(self, settings: Settings, store: SqlStore, vault: Vault, ocr=None):
         self.settings = settings
         self.store = store
@@ -179,6 +181,12 @@ class Dialog:
     # == direct messages ================================================================
     async def _dm(self, t: Turn) -> list[Outgoing]:
         msg, conv = t.msg, t.conv
+        if conv.state == "idle" and not (t.reading and t.reading.command):
+            started = self._maybe_start_supplement(t)  # a yes or a file while a supplement is due
+            if started is not None:
+                if msg.attachment is not None and t.conv.state == "collecting":
+                    return started + await self._attachment(t)
+                return started
         if msg.attachment is not None:
             return await self._attachment(t)
         text = (msg.text or "").strip()
@@ -657,7 +665,9 @@ class Dialog:
 
     # -- collecting ------------------------------------------------------------------------
     def _materials(self, t: Turn):
-        return self.kb.routes[t.data["route"]].materials
+        materials = self.kb.routes[t.data["route"]].materials
+        asked = (t.data.get("supplement") or {}).get("items")
+        return [m for m in materials if m.slot in asked] if asked else materials
 
     def _missing(self, t: Turn) -> list:
         slots = t.data.get("slots", {})
@@ -976,7 +986,10 @@ class Dialog:
         slots = t.data["slots"]
         lines = "\n".join(f"{CIRCLED[i]}{m.label}:{self._describe(m.slot, slots.get(m.slot, ''))}"
                           for i, m in enumerate(self._materials(t)))
-        text = prefix + self.r("summary", lines=lines, next=self._where_it_goes(t))
+        if t.data.get("supplement"):
+            text = prefix + self.r("supplement_summary", lines=lines)
+        else:
+            text = prefix + self.r("summary", lines=lines, next=self._where_it_goes(t))
         problems = review.findings(slots, {m.slot: m.label for m in self._materials(t)}, self._prompt_id_of)
         if problems:  # said before 确认, never silently; kept with the appeal if confirmed anyway
             t.data["review_findings"] = problems
@@ -1020,6 +1033,8 @@ class Dialog:
         return [self._say(t, self.r("confirm_reask"))]
 
     async def _finish(self, t: Turn) -> list[Outgoing]:
+        if t.data.get("supplement"):
+            return await self._finish_supplement(t)
         route = t.data["route"]
         r = self.kb.routes[route]
         prompt = self.kb.prompt(t.data.get("prompt_id") or 0)
@@ -1074,6 +1089,10 @@ class Dialog:
 
     # == commands =======================================================================
     async def _cmd_cancel(self, t: Turn) -> list[Outgoing]:
+        if t.data.get("supplement"):  # the submitted appeal stays as it is
+            self._drop_collected(t.writes, t.data)
+            t.conv.state, t.conv.data = "idle", {}
+            return [self._say(t, self.r("supplement_cancelled"))]
         active = t.conv.state != "idle" or t.data.get("slots")
         if t.data.get("slots") is not None:
             t.writes.record("appeal_abandoned", t.now, t.data.get("prompt_id"))
@@ -1119,11 +1138,12 @@ class Dialog:
             latest = self.store.appeals(sender=t.msg.sender, limit=1)
             if latest:  # nothing being collected: the latest appeal's id, status and date
                 a = latest[0]
-                when = (a.get("status_at") or a["created_at"])[:10]
+                when = local_minutes(a.get("status_at") or a["created_at"], self.settings)
                 return [self._say(t, self.r("progress_appeal", appeal_id=a["appeal_id"],
                                             status=self.r(f"status_{a['status']}"), date=when,
                                             note=self.r("appeal_status_note", note=a["note"])
-                                            if a.get("note") and a["status"] in OPERATOR_STATUSES else ""))]
+                                            if a.get("note") and a["status"] in OPERATOR_STATUSES else "",
+                                            thread=self._thread_lines(a)))]
             return [self._say(t, self.r("progress_none", question=self._pending_line(t)))]
         slots = t.data["slots"]
         done = [m.label for m in self._materials(t) if m.slot in slots]
@@ -1131,6 +1151,27 @@ class Dialog:
         return [self._say(t, self.r("progress", done_count=len(done), done="、".join(done) or "无",
                                     left_count=len(left), left="、".join(left) or "无",
                                     question=self._pending_line(t)))]
+
+    def _thread_lines(self, appeal: dict) -> str:
+        """进度 after 确认: the appeal's thread, one short line each (emails, replies, supplements)."""
+        from bot.appeals import supplement
+        from bot.appeals.cli import thread_events
+
+        lines = []
+        for e in thread_events(self.store, appeal["appeal_id"]):
+            at = local_minutes(e["at"], self.settings)
+            if e["kind"] in ("sent", "supplement_sent"):
+                lines.append(self.r(f"thread_{e['kind']}", at=at))
+            elif e["kind"] == "reply":
+                first = next((x for x in (e["text"] or "").splitlines() if x.strip()), "")[:60]
+                lines.append(self.r("thread_reply", at=at, first=first or "…"))
+        request = supplement.request_of(self.store, appeal["appeal_id"]) if appeal["status"] == "need_more" else None
+        if request is not None:
+            labels = {m.slot: m.label for m in self.kb.routes[appeal["route"]].materials}
+            named = "、".join(labels.get(x, x) for x in request["items"])
+            lines.append(self.r("thread_need_more", at=local_minutes(request.get("at"), self.settings),
+                                items=f":{named}" if named else ""))
+        return "".join(lines[-6:])
 
     async def _cmd_help(self, t: Turn) -> list[Outgoing]:
         return [self._say(t, self.r("help") + "\n" + self._pending_line(t))]

@@ -64,7 +64,16 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "appeal_status_rejected": ("appeal_id!", "note!", "retention_days"),
     "appeal_status_need_more": ("appeal_id!", "note!", "retention_days"),
     "appeal_status_note": ("note!",),
-    "progress_appeal": ("appeal_id!", "status!", "date", "note"),
+    "appeal_status_need_more_items": ("appeal_id!", "items!", "note"), "appeal_supplement_sent": ("appeal_id!", "email"),
+    "supplement_start": ("appeal_id!", "items!"), "supplement_which": ("appeal_id!", "options!"),
+    "supplement_which_reask": ("count!",), "supplement_summary": ("lines!",), "supplement_cancelled": (), "supplement_nothing": (),
+    "supplement_queued": ("appeal_id!",), "supplement_operator": ("appeal_id!",),
+    "supplement_online": ("appeal_id!", "items!"), "supplement_uploaded": ("appeal_id!",),
+    "supplement_upload_reask": (),
+    "progress_appeal": ("appeal_id!", "status!", "date", "note", "thread"),
+    "thread_sent": ("at!",), "thread_supplement_sent": ("at!",), "thread_reply": ("at!", "first!"),
+    "thread_need_more": ("at!", "items"),
+    "appeal_replied": ("appeal_id!", "text!"), "status_replied": (),  # the platform's reply (bot/appeals/imap.py)
     **{f"status_{s}": () for s in ("ready", "queued", "sent", "failed", "reviewing", "resolved", "rejected",
                                    "need_more")},
     # commands
@@ -86,7 +95,7 @@ FAQ_FIELDS = ("item", "item_why", "item_what", "item_where", "appeal_email", "ex
               "reminder_minutes", "online_materials", "email_materials", "delivery")
 # What the dialog relies on in knowledge/intents.yaml.
 REQUIRED_COMMANDS = ("cancel", "restart", "skip", "progress", "help", "delete", "appeal", "pause",
-                     "details", "resume")
+                     "details", "resume", "supplement")
 REQUIRED_INTENTS = ("affirm", "consent", "deny", "unsure", "neutral", "not_now", "thanks", "greeting", "who_are_you",
                     "human", "no_prompt", "out_of_scope", "keep_data", "drop_data", "quit", "edit", "appeal_request",
                     "from_group")

@@ -122,6 +122,7 @@ class Writes:
     # (appeal_id, kind, at, message_id, subject, body, suggested, in_reply_to): the appeal's email thread
     threads: list[tuple] = field(default_factory=list)
     imap_positions: list[tuple[str, int, int]] = field(default_factory=list)  # (mailbox, uidvalidity, last_uid)
+    meta: list[tuple[str, bytes | None]] = field(default_factory=list)  # (key, value or None = delete)
 
     def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
         self.events.append((kind, at, prompt_id))
@@ -153,6 +154,10 @@ class Writes:
 
     def queue_send(self, appeal_id: str, next_at: datetime, attempts: int = 0, error: str | None = None) -> None:
         self.sends.append((appeal_id, next_at, attempts, error))
+
+    def set_meta(self, key: str, value: bytes | None) -> None:
+        """A small named value in `meta`, written with the turn (None deletes it)."""
+        self.meta.append((key, value))
 
     def drop_send(self, appeal_id: str) -> None:
         self.sends.append((appeal_id, None, 0, None))
@@ -282,6 +287,10 @@ class SqlStore:
                         "created_at = excluded.created_at, account = excluded.account", (*row, self.account)))
         for appeal_id, status, t, by, note, msg_id in writes.statuses:
             sts += self._status_sql(appeal_id, status, t, by, note, msg_id)
+        for key, value in writes.meta:
+            sts.append(("DELETE FROM meta WHERE key = ?", (key,)) if value is None else (
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value)))
         for appeal_id, next_at, attempts, error in writes.sends:
             if next_at is None:
                 sts.append(("DELETE FROM sends WHERE appeal_id = ?", (appeal_id,)))
@@ -477,6 +486,10 @@ class SqlStore:
         """Changes whenever some process reloaded its knowledge base; '' before the first."""
         rows = self._query("SELECT value FROM meta WHERE key = 'kb_generation'")
         return bytes(rows[0][0]).decode() if rows else ""
+
+    def meta_value(self, key: str) -> bytes | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
 
     def bump_kb_generation(self) -> str:
         token = secrets.token_hex(8)

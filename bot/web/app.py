@@ -74,8 +74,9 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-STATUS_NAMES = {"ready": "待提交", "queued": "发送中", "sent": "已发送", "failed": "发送失败", "reviewing": "审核中",
-                "resolved": "已通过", "rejected": "未通过", "need_more": "需补充"}
+STATUS_NAMES = {"ready": "待提交", "queued": "发送中", "sent": "已发送", "failed": "发送失败", "replied": "平台已回复",
+                "reviewing": "审核中", "resolved": "已通过", "rejected": "未通过", "need_more": "需补充"}
+THREAD_NAMES = {"sent": "我们的申诉邮件", "supplement_sent": "我们的补充邮件", "reply": "平台回复", "status": "状态"}
 ROUTE_NAMES = {"online": "线上反馈", "email": "邮箱/人工客服"}
 
 
@@ -203,9 +204,16 @@ def create_app(settings) -> Starlette:
         if row is None and meta is None:
             return page(request, "missing.html", status_code=404, appeal_id=appeal_id)
         audit(request, "reveal_id_number" if reveal else "view_appeal", appeal_id)
+        from bot.appeals.cli import thread_events
+
+        route = (row or meta or {}).get("route")
+        materials = console.kb.routes[route].materials if route in console.kb.routes else []
+        suggested = console.store.suggested_status(appeal_id) if hasattr(console.store, "suggested_status") else None
         return page(request, "appeal.html", appeal_id=appeal_id, row=row, meta=meta,
                     items=_items(meta, reveal) if meta else [], history=console.store.appeal_history(appeal_id),
-                    operator_statuses=OPERATOR_STATUSES, message=message)
+                    operator_statuses=OPERATOR_STATUSES, message=message, materials=materials,
+                    thread=thread_events(console.store, appeal_id), thread_names=THREAD_NAMES,
+                    suggested=suggested if suggested in OPERATOR_STATUSES else None)
 
     @guarded
     async def appeal(request: Request):
@@ -221,7 +229,8 @@ def create_app(settings) -> Starlette:
         form = request.state.form
         try:
             change_status(settings, console.store, console.kb, appeal_id, str(form.get("status", "")),
-                          by=f"web:{who(request)}", note=str(form.get("note", ""))[:500])
+                          by=f"web:{who(request)}", note=str(form.get("note", ""))[:500],
+                          items=[str(x) for x in form.getlist("items")] or None)
         except StatusError as exc:
             return await _detail(request, appeal_id, message=f"未能修改状态:{exc}")
         audit(request, f"status:{form.get('status')}", appeal_id)
