@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 GATEWAY := tests/e2e/gateway
 
-.PHONY: run test bench setup setup-test e2e-deps fonts browser postgres clean
+.PHONY: run test bench setup setup-test e2e-deps fonts browser postgres dovecot clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,11 +39,20 @@ postgres:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
 	    || echo "note: install postgresql (Debian package) for the PostgreSQL tests"; }
 
+# Dovecot's IMAP server for the tests of reading the platform's replies (Debian package; needs root,
+# as on CI). The tests run their own throwaway server with a config of their own
+# (tests/imap_support.py); the package's configuration and service are not used.
+dovecot:
+	@test -x /usr/sbin/dovecot -a -x /usr/lib/dovecot/imap || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null) \
+	    || echo "note: install dovecot-imapd (Debian package) for the IMAP tests"; }
+
 # Node Wechaty gateway for the end-to-end tests, pinned by its package-lock.json.
 e2e-deps:
 	@test -d $(GATEWAY)/node_modules || (cd $(GATEWAY) && npm ci --no-audit --no-fund --loglevel=error)
 
-test: setup fonts e2e-deps browser postgres
+test: setup fonts e2e-deps browser postgres dovecot
 	$(PY) -m pytest -q
 
 bench: setup
