@@ -39,7 +39,9 @@ def _list(settings, vault, store, args) -> int:
     for r in list_appeals(settings, vault, area=store.files):
         a = statuses.get(r["appeal_id"], {})
         rows.append({**r, "status": a.get("status") or r.get("status"),
-                     "status_at": a.get("status_at"), "note": a.get("note")})
+                     "status_at": a.get("status_at"), "note": a.get("note"),
+                     # what the platform's latest reply suggests (never applied by itself)
+                     "suggested": store.suggested_status(r["appeal_id"]) if a.get("status") == "replied" else None})
     if args.status:
         rows = [r for r in rows if r["status"] == args.status]
     if args.json:
@@ -48,11 +50,15 @@ def _list(settings, vault, store, args) -> int:
     if not rows:
         print("no appeal packages" + (f" with status {args.status}" if args.status else ""))
         return 0
-    print(f"{'appeal_id':<22} {'route':<6} {'prompt':>6} {'status':<10} {'name':<5} {'id_number':<18} confirmed_at")
+    from bot.timefmt import local_minutes
+
+    print(f"{'appeal_id':<22} {'route':<6} {'prompt':>6} {'status':<10} {'suggests':<10} {'name':<5} "
+          f"{'id_number':<18} confirmed_at")
     for r in rows:
         print(f"{r['appeal_id']:<22} {r.get('route') or '-':<6} {r.get('prompt_id') or '-':>6} "
-              f"{r.get('status') or '-':<10} {r.get('masked_name') or '-':<5} {r.get('masked_id_number') or '-':<18} "
-              f"{r.get('confirmed_at') or r.get('created_at') or ''}")
+              f"{r.get('status') or '-':<10} {r.get('suggested') or '-':<10} {r.get('masked_name') or '-':<5} "
+              f"{r.get('masked_id_number') or '-':<18} "
+              f"{local_minutes(r.get('confirmed_at') or r.get('created_at'), settings)}")
     return 0
 
 

@@ -101,10 +101,13 @@ class AppealSender:
                 writes.drop_send(key)
                 writes.set_status(appeal_id, "sent", now, "bot", None,
                                   supplement.followup_message_id(appeal_id, round_no))
-                if not round_no:  # the first email of the thread: replies are matched by it (bot/appeals/imap.py)
-                    subject = BytesParser(policy=policy.default).parsebytes(prepared.data, headersonly=True)["Subject"]
-                    writes.add_thread(appeal_id, "sent", now, message_id=delivery.message_id_of(appeal_id),
-                                      subject=str(subject) if subject else None)
+                # every email of the thread is kept: replies are matched by its Message-ID (bot/appeals/imap.py)
+                headers = BytesParser(policy=policy.default).parsebytes(prepared.data, headersonly=True)
+                subject, in_reply_to = headers["Subject"], headers["In-Reply-To"]
+                writes.add_thread(appeal_id, "supplement_sent" if round_no else "sent", now,
+                                  message_id=supplement.followup_message_id(appeal_id, round_no),
+                                  subject=str(subject) if subject else None,
+                                  in_reply_to=str(in_reply_to) if in_reply_to else None)
                 replies = [self._tell(appeal, self._r("appeal_supplement_sent" if round_no else "appeal_sent",
                                                       appeal_id=appeal_id, email=settings.appeal_email))]
             store.commit_turn(None, None, now, writes, replies)
