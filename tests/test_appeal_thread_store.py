@@ -49,6 +49,7 @@ def test_thread_rows_are_kept_in_order_and_the_reply_is_encrypted(stores):
     assert store.suggested_status("AP-1") == "need_more"
     assert store.suggested_status("AP-2") is None
     assert store.thread_has("AP-1", "reply", "<r1@platform>") and not store.thread_has("AP-1", "reply", "<x>")
+    assert store.appeal_of_reply("<r1@platform>") == "AP-1" and store.appeal_of_message_id("<r1@platform>") is None
 
 
 def test_a_reply_seen_twice_is_taken_once(stores):

@@ -135,7 +135,20 @@ async def test_a_reply_threaded_by_in_reply_to_is_stored_and_the_creator_told(bo
     msgs = imap.messages(d.box)
     assert len(msgs) == 1 and all(b"\\Seen" not in f and b"\\Deleted" not in f for _, f in msgs)
     assert told(await d.send(tick=at(34))) == []  # read once
+    r = await d.say("进度")
+    assert appeal_id in r["text"] and "平台已回复" in r["text"]
     assert d.engine.replies.replies_taken == 1 and d.engine.replies.polls_failed == 0
+
+
+async def test_a_reply_to_the_platforms_earlier_reply_belongs_to_the_appeal(bot, mail, imap):
+    d = await bot()
+    appeal_id, mid = await sent_appeal(d, mail)
+    imap.append(d.box, plain("请补充视频。", in_reply_to=mid, message_id="<first@platform.invalid>"))
+    imap.append(d.box, plain("补充说明:视频需露出正脸。", subject="再次提醒", in_reply_to="<first@platform.invalid>",
+                             references="<first@platform.invalid>"))
+    out = await d.send(tick=at(40))
+    assert told(out) == [f"平台回复了你的申诉 {appeal_id}:\n请补充视频。",
+                         f"平台回复了你的申诉 {appeal_id}:\n补充说明:视频需露出正脸。"]
 
 
 async def test_a_reply_threaded_by_subject_only(bot, mail, imap):

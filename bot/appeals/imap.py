@@ -424,10 +424,12 @@ class ReplyReader:
         store = self.engine.store
         if h.message_id and store.appeal_of_message_id(h.message_id):
             return None  # one of our own emails (a copy in the mailbox)
-        for mid in [*h.in_reply_to, *reversed(h.references)]:
-            appeal_id = store.appeal_of_message_id(mid)
-            if appeal_id:
-                return appeal_id
+        refs = [*h.in_reply_to, *reversed(h.references)]
+        for find in (store.appeal_of_message_id, store.appeal_of_reply):  # ours, then the platform's earlier reply
+            for mid in refs:
+                appeal_id = find(mid)
+                if appeal_id:
+                    return appeal_id
         if has_reply_prefix(h.subject):
             found = store.appeals_with_subject(strip_prefixes(h.subject))
             if len(found) == 1:

@@ -417,6 +417,12 @@ class SqlStore:
                            "AND kind IN ('sent', 'supplement_sent') ORDER BY at LIMIT 1", (message_id,))
         return rows[0][0] if rows else None
 
+    def appeal_of_reply(self, message_id: str) -> str | None:
+        """The appeal a reply of the platform we took (kind 'reply') with this Message-ID belongs to."""
+        rows = self._query("SELECT appeal_id FROM appeal_thread WHERE message_id = ? AND kind = 'reply' "
+                           "ORDER BY at LIMIT 1", (message_id,))
+        return rows[0][0] if rows else None
+
     def appeals_with_subject(self, subject: str) -> list[str]:
         """The appeals whose first email (kind 'sent') had this subject."""
         rows = self._query("SELECT DISTINCT appeal_id FROM appeal_thread WHERE kind = 'sent' AND subject = ? "
