@@ -356,6 +356,7 @@ class ReplyReader:
         self.replies_taken = 0
         self.left_alone = 0
         self.last_error: str | None = None
+        self._polling = asyncio.Lock()  # one poll at a time in this process too
 
     def due(self, now: datetime) -> bool:
         s = self.engine.settings
@@ -367,14 +368,15 @@ class ReplyReader:
 
     async def work(self, now: datetime) -> list[Outgoing]:
         """Poll when due; returns the notifications committed. Never raises."""
-        if not self.due(now):
+        if not self.due(now) or self._polling.locked():
             return []
         self.last_poll = now
         try:
-            with self.engine.store.exclusive("imap") as mine:
-                if not mine:  # another process is polling now
-                    return []
-                out = await self.poll(now)
+            async with self._polling:
+                with self.engine.store.exclusive("imap") as mine:
+                    if not mine:  # another process is polling now
+                        return []
+                    out = await self.poll(now)
         except Exception as exc:
             self.polls_failed += 1
             self.last_error = _reason(exc)
