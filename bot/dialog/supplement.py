@@ -22,7 +22,8 @@ class SupplementScene:
     def _supplement_due(self, t) -> dict | None:
         """The creator's latest appeal, when an operator asked for a supplement of it."""
         latest = self.store.appeals(sender=t.msg.sender, limit=1)
-        if not latest or latest[0]["status"] != "need_more":
+        # a reply of the platform after 需补充 makes it `replied`; the request stays until answered
+        if not latest or latest[0]["status"] not in ("need_more", "replied"):
             return None
         request = supplement.request_of(self.store, latest[0]["appeal_id"])
         return {"appeal": latest[0], "request": request} if request is not None else None
