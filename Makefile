@@ -1,10 +1,11 @@
 # The two commands of the README: `make run` and `make test`. Each sets up what it needs.
+# `make gateway` installs and starts the WeChat gateway (docs/wechat.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-GATEWAY := tests/e2e/gateway
+GATEWAY := deploy/gateway
 
-.PHONY: run test bench setup setup-test e2e-deps fonts browser postgres dovecot clean
+.PHONY: run test bench setup setup-test gateway gateway-deps e2e-deps node fonts browser postgres dovecot clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,11 +49,28 @@ dovecot:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null) \
 	    || echo "note: install dovecot-imapd (Debian package) for the IMAP tests"; }
 
-# Node Wechaty gateway for the end-to-end tests, pinned by its package-lock.json.
-e2e-deps:
-	@test -d $(GATEWAY)/node_modules || (cd $(GATEWAY) && npm ci --no-audit --no-fund --loglevel=error)
+# The Node Wechaty gateway (deploy/gateway), pinned by its package-lock.json: `npm ci` again
+# whenever the lock file changes. The end-to-end tests run it with the mock puppet.
+node:
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "the gateway needs Node 20+ and npm"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
+	  { echo "the gateway needs Node 20+, found $$(node --version)"; exit 1; }
 
-test: setup fonts e2e-deps browser postgres dovecot
+$(GATEWAY)/node_modules/.package-lock.json: $(GATEWAY)/package-lock.json $(GATEWAY)/package.json
+	cd $(GATEWAY) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+gateway-deps: node $(GATEWAY)/node_modules/.package-lock.json
+
+e2e-deps: gateway-deps
+
+# The gateway in the foreground: the login QR code shows here; Ctrl-C stops it. It reads
+# WECHATY_PUPPET_SERVICE_TOKEN (required), WECHATY_PUPPET_SERVICE_ENDPOINT (127.0.0.1:8788),
+# WECHATY_PUPPET (wechaty-puppet-wechat4u) and WECHATY_GATEWAY_DATA_DIR (deploy/gateway/data).
+gateway: gateway-deps
+	cd $(GATEWAY) && exec node gateway.mjs
+
+test: setup fonts gateway-deps browser postgres dovecot
 	$(PY) -m pytest -q
 
 bench: setup

@@ -4,7 +4,7 @@ This is the only module of the bot that imports wechaty, and it imports it lazil
 `run_wechat`), so the rest of the bot and its tests never load it.
 
 Pins (python-wechaty is unmaintained upstream; last release 0.10.7, 2022-11) - verified together
-on Python 3.11 against the Node gateway in tests/e2e/gateway (wechaty-puppet-service 1.19.9):
+on Python 3.11 against the Node gateway in deploy/gateway (wechaty-puppet-service 1.19.9):
     wechaty==0.10.7 wechaty-puppet==0.4.23 wechaty-puppet-service==0.8.10 wechaty-grpc==0.20.19
     betterproto==1.2.5 grpclib==0.4.9 pyee>=8.2,<12 urllib3<2
 
@@ -77,6 +77,8 @@ class WechatOptions:
     tick_interval: float = 30.0
     outbox_poll_interval: float = 2.0  # how soon rows committed by another process (the CLI) go out
     liveness_interval: float = 60.0  # ding the gateway after this long without any event
+    login_notice: float = 10.0  # warn when the gateway answered but is not logged in after this long
+    login_notice_repeat: float = 300.0  # ... and again every this long while it stays so
     send_wait: float = 120.0  # how long a send waits for a (re)connection
     shutdown_flush: float = 10.0
 
@@ -174,9 +176,6 @@ def _make_client(wx: SimpleNamespace, transport: "WechatTransport", token: str, 
         async def on_login(self, contact) -> None:
             await transport._on_login(self, contact)
 
-        async def on_logout(self, contact) -> None:
-            await transport._on_logout(self)
-
         async def on_message(self, msg) -> None:
             await transport._on_message(self, msg)
 
@@ -220,6 +219,7 @@ class _Session:
     error: BaseException | None = None
     last_event: float = 0.0
     runner: asyncio.Task | None = None
+    gateway_error: str = ""  # the last error event the gateway sent (its puppet's, one line)
 
 
 class WechatTransport:
@@ -325,11 +325,13 @@ class WechatTransport:
         self._session = session
         session.runner = asyncio.create_task(self._stream(session), name="wechat-stream")
         watchdog = asyncio.create_task(self._watchdog(session), name="wechat-watchdog")
+        notices = asyncio.create_task(self._login_notices(session), name="wechat-login-notices")
         stopper = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({session.runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watchdog.cancel()
+            notices.cancel()
             stopper.cancel()
             runner = session.runner
             if runner.done() and not runner.cancelled():
@@ -350,6 +352,11 @@ class WechatTransport:
         for event in ("heartbeat", "dong", "message", "login", "ready", "friendship", "logout", "scan"):
             puppet.on(event, lambda *_a, **_k: self._touch(session))
         puppet.on("scan", self._on_scan)
+        puppet.on("error", lambda payload=None, *_a: self._on_gateway_error(session, payload))
+        # python-wechaty acts on a client's first login only, and calls on_logout only after an RPC
+        # that can fail once logged out: after the first login, the raw events say who is online.
+        puppet.on("login", lambda payload=None, *_a: self._on_login_again(session, payload))
+        puppet.on("logout", lambda *_a: self._on_logout(session))
         # What PuppetService.start() does, minus its blocking telnet "ping" and with timeouts.
         channel = wx.Channel(host=self.host, port=self.port)
         channel._authority = self.settings.wechaty_token  # the gateway reads the token from :authority
@@ -393,6 +400,28 @@ class WechatTransport:
                 await asyncio.wait_for(session.client.puppet.puppet_stub.ding(data="liveness"),
                                        self.opts.connect_timeout)
 
+    async def _login_notices(self, session: _Session) -> None:
+        """Say so while the gateway answers but its WeChat account is not logged in (never logged
+        in, or logged out): the bot cannot do anything until someone logs it in on the gateway."""
+        waiting_since: float | None = None
+        next_notice = self.opts.login_notice
+        while True:
+            await asyncio.sleep(min(1.0, self.opts.login_notice / 4))
+            if not session.answered or self._online.is_set():
+                waiting_since = None
+                continue
+            now = time.monotonic()
+            if waiting_since is None:
+                waiting_since, next_notice = now, self.opts.login_notice
+            waited = now - waiting_since
+            if waited < next_notice:
+                continue
+            last = f"; the gateway's last error: {session.gateway_error}" if session.gateway_error else ""
+            log.warning("the gateway at %s is up but its WeChat account is not logged in (waited %.0f s)%s. "
+                        "Scan the QR code the gateway prints, or see the gateway's log for why it cannot log in; "
+                        "still waiting for the login", self.endpoint, waited, last)
+            next_notice = waited + self.opts.login_notice_repeat
+
     async def _end_session(self, session: _Session | None = None) -> None:
         session = session or self._session
         if session is None:
@@ -429,15 +458,37 @@ class WechatTransport:
         self._online.set()
         log.info("logged in as %s", contact.contact_id)
 
-    async def _on_logout(self, client) -> None:
-        if self._session is not None and self._session.client is client:
-            log.warning("gateway reports logout")
+    def _on_login_again(self, session: _Session, payload) -> None:
+        """A login after a logout (someone scanned the gateway's new QR code): python-wechaty
+        ignores it, so it is handled here; the first login goes through `_on_login`."""
+        if self._session is not session or not session.logged_in or self._online.is_set():
+            return
+        contact_id = getattr(payload, "contact_id", None)
+        if contact_id and session.client is not None:
+            session.client.contact_id = contact_id  # what is_self() compares with
+        self._online.set()
+        log.info("logged in again as %s", contact_id)
+
+    def _on_logout(self, session: _Session) -> None:
+        if self._session is session and self._online.is_set():
+            log.warning("gateway reports logout: its WeChat account is logged out; replies wait until it "
+                        "logs in again (scan the new QR code the gateway prints)")
             self._online.clear()
+
+    def _on_gateway_error(self, session: _Session, payload) -> None:
+        """An error event from the gateway (its puppet's; python-wechaty also re-emits its own
+        failures here): kept for the not-logged-in notice, never fatal."""
+        data = getattr(payload, "data", None)
+        if isinstance(data, str) and data.strip():
+            session.gateway_error = data.strip().splitlines()[0][:200]
 
     def _on_scan(self, payload) -> None:
         status = getattr(getattr(payload, "status", None), "name", "?")
-        log.warning("the gateway's WeChat account needs a QR scan (status %s); scan it on the gateway side",
-                    status)
+        if status in ("Waiting", "Timeout", "?"):
+            log.warning("the gateway's WeChat account needs a QR scan (status %s); scan it on the gateway side",
+                        status)
+        else:  # Scanned, Confirmed, Cancel: someone is at it
+            log.info("the gateway's login QR code: %s", status)
 
     async def _on_message(self, client, msg) -> None:
         mid = msg.message_id

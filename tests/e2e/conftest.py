@@ -1,7 +1,9 @@
-"""Harness for the WeChat end-to-end tests: the Node gateway (wechaty-puppet-mock behind a real
-wechaty-puppet-service server) and the real bot process (`python -m bot run`).
+"""Harness for the WeChat end-to-end tests: the shipped gateway (deploy/gateway/gateway.mjs, a real
+wechaty-puppet-service server) with WECHATY_PUPPET=wechaty-puppet-mock, and the real bot process
+(`python -m bot run`).
 
-The gateway speaks JSON lines: commands on its stdin, events on its stdout (see gateway/gateway.mjs).
+With the mock puppet the gateway speaks JSON lines: commands on its stdin, events on its stdout among
+its log lines (see the "mock puppet" section of gateway.mjs).
 """
 from __future__ import annotations
 
@@ -20,8 +22,11 @@ from typing import Callable
 import pytest
 
 HERE = Path(__file__).resolve().parent
-GATEWAY_DIR = HERE / "gateway"
 REPO = HERE.parent.parent
+GATEWAY_DIR = REPO / "deploy" / "gateway"
+# packages the tests load from deploy/gateway/node_modules (npm ci from its package-lock.json)
+GATEWAY_PACKAGES = ("wechaty-puppet-service", "wechaty-puppet-mock", "wechaty-puppet-wechat4u", "memory-card",
+                    "qrcode-terminal")
 TOKEN = "e2e-insecure-token"
 BOT_NAME = "DayuBot"
 
@@ -40,7 +45,7 @@ def gateway_install() -> Path:
     """node_modules for the gateway: `npm ci` from the committed lock file when missing."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("Node.js and npm are needed for the WeChat end-to-end tests")
-    if not (GATEWAY_DIR / "node_modules" / "wechaty-puppet-service" / "package.json").exists():
+    if not all((GATEWAY_DIR / "node_modules" / p / "package.json").exists() for p in GATEWAY_PACKAGES):
         proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=GATEWAY_DIR,
                               capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
@@ -48,29 +53,57 @@ def gateway_install() -> Path:
     return GATEWAY_DIR
 
 
-class Gateway:
-    """A gateway process; `events` is everything it printed, in order."""
+def gateway_env(token: str, endpoint: str, data_dir: Path, puppet: str = "wechaty-puppet-mock",
+                extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The gateway's environment: nothing WECHATY_* inherited from ours."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("WECHATY_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update({"WECHATY_PUPPET": puppet, "WECHATY_PUPPET_SERVICE_TOKEN": token,
+                "WECHATY_PUPPET_SERVICE_ENDPOINT": endpoint, "WECHATY_GATEWAY_DATA_DIR": str(data_dir),
+                "WECHATY_LOG": "warn"})
+    env.update(extra or {})
+    return env
 
-    def __init__(self, port: int, log_dir: Path, token: str = TOKEN) -> None:
+
+class Gateway:
+    """A deploy/gateway process (the mock puppet unless told otherwise); `events` is every JSON event
+    it printed, in order (the mock's), `lines` every line of its stdout (log lines, the QR code)."""
+
+    def __init__(self, port: int, log_dir: Path, token: str = TOKEN, data_dir: Path | None = None,
+                 extra_env: dict[str, str] | None = None, puppet: str = "wechaty-puppet-mock") -> None:
         self.port = port
         self.token = token
+        self.puppet = puppet
         self.endpoint = f"127.0.0.1:{port}"
+        # one session dir per port: a gateway restarted on the same port is the same account
+        self.data_dir = data_dir or log_dir / f"gateway-data-{port}"
         self.events: list[Event] = []
+        self.lines: list[str] = []
         self._cond = threading.Condition()
-        self._stderr = open(log_dir / f"gateway-{port}-{int(time.time() * 1000)}.err", "w")
-        env = dict(os.environ, GW_PORT=str(port), GW_TOKEN=token, WECHATY_LOG="warn")
+        self.stderr_path = log_dir / f"gateway-{port}-{int(time.time() * 1000)}.err"
+        self._stderr = open(self.stderr_path, "w")
+        env = gateway_env(token, self.endpoint, self.data_dir, puppet, extra=extra_env)
         self.proc = subprocess.Popen(["node", str(GATEWAY_DIR / "gateway.mjs")], cwd=GATEWAY_DIR, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                      text=True, encoding="utf-8")
         threading.Thread(target=self._read, daemon=True).start()
-        self.info = self.wait(lambda e: e["event"] == "listening", timeout=30, since=0)
+        self.info: dict = {}
+        if puppet == "wechaty-puppet-mock":  # only the mock speaks JSON events
+            self.info = self.wait(lambda e: e["event"] == "listening", timeout=30, since=0)
+        else:
+            self.wait_line(" served on ", timeout=30)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
             try:
                 event = json.loads(line)
             except ValueError:
+                continue
+            if not isinstance(event, dict) or "event" not in event:
                 continue
             with self._cond:
                 self.events.append(event)
@@ -99,6 +132,22 @@ class Gateway:
                 if left <= 0:
                     raise TimeoutError(f"no matching gateway event within {timeout:.0f} s; "
                                        f"last events: {self.events[-5:]}")
+                self._cond.wait(left)
+
+    def wait_line(self, text: str, timeout: float = 15.0, since: int = 0) -> int:
+        """Index of the first stdout line at or after line `since` containing `text`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = since
+            while True:
+                while i < len(self.lines):
+                    if text in self.lines[i]:
+                        return i
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no gateway line with {text!r} within {timeout:.0f} s; "
+                                       f"last lines: {self.lines[-8:]}")
                 self._cond.wait(left)
 
     def find(self, pred: Pred, since: int = 0) -> list[Event]:
@@ -134,7 +183,25 @@ class Gateway:
     def user(self, name: str) -> str:
         return self.info["users"][name]
 
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM, as `docker stop` sends it; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def stderr(self) -> str:
+        if not self._stderr.closed:
+            self._stderr.flush()
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
     def close(self) -> None:
+        if self.proc.poll() is None and self.puppet != "wechaty-puppet-mock":
+            self.terminate()
         if self.proc.poll() is None:
             try:
                 self._write({"cmd": "quit"})
@@ -142,7 +209,8 @@ class Gateway:
             except (OSError, subprocess.TimeoutExpired, ValueError):
                 self.proc.kill()
                 self.proc.wait(5)
-        self._stderr.close()
+        if not self._stderr.closed:
+            self._stderr.close()
 
 
 class Bot:
@@ -188,6 +256,19 @@ class Bot:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"bot did not connect within {timeout:.0f} s:\n{self.log()[-3000:]}")
 
+    def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> str:
+        """Until `text` occurs `count` times in the bot's log (the bot must stay alive meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if log.count(text) >= count:
+                return log
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bot exited with {self.proc.returncode} before logging {text!r}:\n{log[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"bot did not log {text!r} {count}x within {timeout:.0f} s:\n{log[-3000:]}")
+            time.sleep(0.2)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -216,8 +297,8 @@ def start_gateway(gateway_install, e2e_tmp):
     """Factory: start a gateway (on a given port, e.g. to restart one); all are closed at the end."""
     started: list[Gateway] = []
 
-    def start(port: int | None = None, token: str = TOKEN) -> Gateway:
-        gw = Gateway(port or free_port(), e2e_tmp, token)
+    def start(port: int | None = None, token: str = TOKEN, **kw) -> Gateway:
+        gw = Gateway(port or free_port(), e2e_tmp, token, **kw)
         started.append(gw)
         return gw
 

@@ -1,5 +1,6 @@
-"""WeChat end to end: the real bot (`python -m bot run`) against a real wechaty-puppet-service
-gateway (Node, wechaty-puppet-mock), over gRPC on loopback.
+"""WeChat end to end: the real bot (`python -m bot run`) against the shipped gateway
+(deploy/gateway/gateway.mjs: wechaty-puppet-service, WECHATY_PUPPET=wechaty-puppet-mock), over gRPC on
+loopback.
 
 The tests of this module share one gateway and one bot data dir and run in file order.
 """
@@ -90,7 +91,7 @@ def world(start_gateway, start_bot, e2e_tmp) -> World:
     since = gw.mark()
     bot = start_bot(data_dir, gw.endpoint)
     bot.wait_connected(gw, since)
-    gw.wait(lambda e: e["event"] == "login", since=since)
+    bot.wait_log("logged in as")  # the gateway logged in at its start; the bot was told on connect
     return World(gw, bot, data_dir)
 
 

@@ -34,7 +34,7 @@ def test_one_appeal_across_two_accounts(start_gateway, start_bot, e2e_tmp, postg
         bots[account] = start_bot(e2e_tmp / f"shared-{account}", gw.endpoint, token=gw.token,
                                   extra_env={"BOT_DATABASE_URL": url, "BOT_ACCOUNT": account, "BOT_APPEAL_KEY": KEY})
         bots[account].wait_connected(gw, since)
-        gw.wait(lambda e: e["event"] == "login", since=since)
+        bots[account].wait_log("logged in as")  # the gateway logged in at its start; told on connect
         gateways[account] = gw
     a, b = gateways["a"], gateways["b"]
     alice = a.user("alice")
