@@ -70,3 +70,13 @@ def change_status(settings, store, kb, appeal_id: str, status: str, by: str, not
     store.commit_turn(None, None, now, writes, [Outgoing(chat=appeal["sender"], to=appeal["sender"],
                                                          text=text.strip(), account=appeal.get("account") or None)])
     return store.appeal(appeal_id)
+
+
+def thread_events(store, appeal_id: str) -> list[dict]:
+    """One appeal's life in order: status changes and the emails both ways (for `show`, 进度, the console)."""
+    events = [{"at": h["at"], "kind": "status", "status": h["status"], "by": h["by"], "text": h.get("note") or ""}
+              for h in store.appeal_history(appeal_id)]
+    for m in (store.thread(appeal_id) if hasattr(store, "thread") else []):
+        events.append({"at": m["at"], "kind": m["kind"], "status": m.get("suggested") or "", "by": "",
+                       "text": m.get("body") or m.get("subject") or "", "message_id": m.get("message_id")})
+    return sorted(events, key=lambda e: e["at"])

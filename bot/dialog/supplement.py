@@ -14,6 +14,7 @@ import asyncio
 from bot.appeals import supplement
 from bot.appeals.delivery import smtp_enabled
 from bot.dialog.acts import choice_number, clauses
+from bot.dialog.registry import Scene, command, register
 from bot.messages import Outgoing
 
 
@@ -28,6 +29,7 @@ class SupplementScene:
         request = supplement.request_of(self.store, latest[0]["appeal_id"])
         return {"appeal": latest[0], "request": request} if request is not None else None
 
+    @command("supplement")
     async def _cmd_supplement(self, t) -> list[Outgoing]:
         if t.data.get("supplement") or (t.conv.state != "idle" and t.data.get("route")):
             return [self._say(t, self.r("resumed", question=self._pending_line(t)))]
@@ -135,3 +137,8 @@ class SupplementScene:
             t.conv.state, t.conv.data = "idle", {}
             return [self._say(t, self.r("supplement_uploaded", appeal_id=appeal_id))]
         return [self._say(t, self.r("supplement_upload_reask"))]
+
+
+register(Scene("supplement_which", on_text=SupplementScene._state_supplement_which,
+               enter=SupplementScene._ask_supplement_items))
+register(Scene("supplement_upload", on_text=SupplementScene._state_supplement_upload))

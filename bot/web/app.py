@@ -204,7 +204,7 @@ def create_app(settings) -> Starlette:
         if row is None and meta is None:
             return page(request, "missing.html", status_code=404, appeal_id=appeal_id)
         audit(request, "reveal_id_number" if reveal else "view_appeal", appeal_id)
-        from bot.appeals.cli import thread_events
+        from bot.appeals.status import thread_events
 
         route = (row or meta or {}).get("route")
         materials = console.kb.routes[route].materials if route in console.kb.routes else []

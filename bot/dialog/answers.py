@@ -1,0 +1,71 @@
+"""Answers that any state may give before its own question: an FAQ entry or help about an item
+(knowledge/faq.yaml, items), and how to reach the platform's people (with `handoff_to`, a note to
+those contacts)."""
+from __future__ import annotations
+
+from bot.appeals.delivery import smtp_enabled
+from bot.dialog.turn import CIRCLED, Turn, awaiting_of
+from bot.kb.responses import render
+from bot.matching.intents import Reading
+from bot.messages import Outgoing
+
+
+class Answers:
+    def _faq_answer(self, t: Turn, rd: Reading) -> str | None:
+        """The answer to the question, about the item it names or else the awaited one."""
+        item_slot = rd.item if rd.item not in (None, "this") else self._pending_item(t)
+        item = self.kb.items.get(item_slot) if item_slot else None
+        faq = next((f for f in self.kb.faq if f.id == rd.faq), None)
+        fields = self._faq_fields(item)
+        if faq is not None:
+            if "{item" not in faq.answer:
+                return render(faq.answer, **fields)
+            if item is not None:
+                key = {"why_item": "why", "what_item": "what", "where_item": "where"}.get(faq.id)
+                if key and not getattr(item, key):
+                    return self._item_help(item)
+                return render(faq.answer, **fields)
+        if item is not None and rd.question:
+            return self._item_help(item)
+        return None
+
+    @staticmethod
+    def _item_help(item) -> str:
+        return "\n".join(x for x in (item.what or item.why, item.where) if x)
+
+    def _faq_fields(self, item) -> dict:
+        email = self.settings.appeal_email
+        routes = self.kb.routes
+        return {
+            "item": item.label if item else "", "item_why": item.why if item else "",
+            "item_what": (item.what or item.why) if item else "",
+            "item_where": (item.where or item.what or item.why) if item else "",
+            "appeal_email": email or self.r("email_unknown"),
+            "expiry_hours": f"{self.settings.expiry_hours:g}",
+            "reminder_minutes": f"{self.settings.reminder_minutes:g}",
+            "online_materials": "".join(f"{CIRCLED[i]}{m.label};" for i, m in enumerate(routes["online"].materials)),
+            "email_materials": "".join(f"{CIRCLED[i]}{m.label};" for i, m in enumerate(routes["email"].materials)),
+            "delivery": self.r("delivery_smtp", email=email) if smtp_enabled(self.settings)
+            else self.r("delivery_operator"),
+        }
+
+    def _human(self, t: Turn, room: bool = False, then: str = "") -> list[Outgoing]:
+        """How to reach the platform's people; with `handoff_to`, a short note to those contacts."""
+        out = []
+        notified = False
+        if self.settings.handoff_to and not room:
+            note = self.r("handoff_note", user=t.msg.sender, case=self._case_summary(t))
+            for contact in self.settings.handoff_to:
+                if contact != t.msg.sender:
+                    out.append(Outgoing(chat=contact, to=contact, text=note))
+                    notified = True
+        text = self.r("human") + ("\n" + self.r("human_notified") if notified else "") + ("\n" + then if then else "")
+        return [self._say(t, text, mention=room), *out]
+
+    def _case_summary(self, t: Turn) -> str:
+        """The state of a creator's case without personal data: prompt, route, progress."""
+        total = len(self._materials(t)) if t.data.get("route") else 0
+        return self.r("handoff_case", prompt=t.data.get("prompt_id") or "-",
+                      route=self.kb.routes[t.data["route"]].title if total else "-",
+                      done=total - len(self._missing(t)) if total else 0, total=total,
+                      state=awaiting_of(t.conv) or "idle")
