@@ -12,9 +12,12 @@ handlers it owns:
               (None: the shared timers, `timers.py`)
 
 and flags that the shared order of interpretation reads (`dispatch.py`): whether it runs before the
-scene at all (`shared_first`), whether an appeal is under way (`in_appeal`: 不整了 asks first, a
-file is kept for an item), whether its question is a yes/no (`yes_no`: "可以，材料要准备些啥"
-answers it and asks something).
+scene at all (`shared_first`), whether an appeal is under way (`in_appeal`: 不整了 asks first, "not
+now" says what is kept, a prompt in a screenshot offers a switch, 申诉 resumes), whether its
+question is a yes/no (`yes_no`: "可以，材料要准备些啥" answers it and asks something).
+
+`enter` is not called through the registry: other scenes call the entry step directly (it is named
+here so that a reader, and tests/test_structure.py, find where each state begins).
 
 Handlers are registered as the functions of the scene's mixin and called as the composed dialog
 has them (`bound`: looked up on the instance by name), so a subclass or a patched instance is what

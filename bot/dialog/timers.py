@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bot.dialog.registry import bound, scene_of
 from bot.messages import Outgoing
 from bot.store import Conversation, Writes
 
 
 class Timers:
     def on_idle(self, conv: Conversation, now: datetime, writes: Writes) -> list[Outgoing]:
+        """The scene's own `on_idle` when it registered one (none does today), else the shared timers."""
+        scene = scene_of(conv.state)
+        if scene is not None and scene.on_idle is not None:
+            return bound(self, scene.on_idle)(conv, now, writes)
+        return self._shared_timers(conv, now, writes)
+
+    def _shared_timers(self, conv: Conversation, now: datetime, writes: Writes) -> list[Outgoing]:
         """Reminder after `reminder_minutes`, expiry (and deletion) after `expiry_hours` (after `use`)."""
         idle = now - conv.last_activity
         if idle >= timedelta(hours=self.settings.expiry_hours):
