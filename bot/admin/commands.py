@@ -7,12 +7,11 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from bot.messages import Incoming, Outgoing
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
+from bot.settings import Settings
+from bot.store import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +37,26 @@ def unmatched_label(kb, row: dict, sep: str = ":") -> str:
     return f"等待{sep}{waiting_for(kb, row.get('state', ''), row.get('awaiting'))}"
 
 
+class AdminHost(Protocol):
+    """What the admin commands need of the running bot (`bot.engine.Engine` is one): its settings
+    and store, the knowledge snapshot (kb, loaded_at, loaded_by), when it started, a reload, an
+    operator's status change and a room's mode."""
+    settings: Settings
+    store: SqlStore
+    started_at: datetime
+    snapshot: Any
+
+    async def reload(self, by: str) -> Any: ...  # a report with `.text`
+
+    def change_appeal_status(self, appeal_id: str, status: str, by: str, note: str | None = None,
+                             now: datetime | None = None, items=None) -> dict: ...
+
+    def room_mode(self, room: str) -> str: ...
+
+
 class AdminCommands:
-    def __init__(self, engine: "Engine"):
-        self.engine = engine
+    def __init__(self, engine: AdminHost):
+        self.engine = engine  # the host: the engine, or anything with AdminHost's parts
 
     @staticmethod
     def is_command(text: str) -> bool:
