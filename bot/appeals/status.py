@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from bot.appeals import supplement
 from bot.kb.responses import render
 from bot.messages import Outgoing
-from bot.store.base import OPERATOR_STATUSES, Writes
+from bot.store.records import OPERATOR_STATUSES, Writes
 
 # The admin chat command's Chinese names.
 STATUS_WORDS = {"审核中": "reviewing", "已通过": "resolved", "通过": "resolved", "未通过": "rejected",

@@ -1,9 +1,19 @@
-"""The store: one interface (`bot.store.base.SqlStore`), two backends, picked by `database_url`."""
+"""The store: state that survives restarts, one interface (`SqlStore`), two backends, picked by
+`database_url` (`open_store`, `open_url`).
+
+    base.py        SqlStore: one turn in one transaction (`commit_turn`), the outbox, conversations,
+                   dedupe, the key check, the knowledge generation; what a backend provides
+    appeals.py     appeals, statuses, the email thread, the IMAP position, the send queue
+    operators.py   counters, unmatched messages, the console's users and audit log, room modes
+    records.py     Conversation, Writes (what a turn writes), TurnHold, statuses, errors
+    sqlite.py      the embedded backend (files on disk: files.py)
+    postgres.py    the shared backend (files as blob rows)
+    janitor.py     unreferenced working files;  copy.py: a store to another backend
+"""
 from __future__ import annotations
 
-from bot.store.base import (
-    BOT_STATUSES, OPERATOR_STATUSES, AlreadyProcessed, Conversation, KeyMismatch, SqlStore, Writes,
-)
+from bot.store.base import SqlStore
+from bot.store.records import BOT_STATUSES, OPERATOR_STATUSES, AlreadyProcessed, Conversation, KeyMismatch, Writes
 from bot.store.sqlite import SqliteStore, Store
 
 __all__ = ["Store", "SqlStore", "SqliteStore", "Conversation", "Writes", "KeyMismatch", "AlreadyProcessed",

@@ -25,8 +25,9 @@ from functools import lru_cache
 
 from psycopg import sql as pgsql
 
-from bot.store.base import DEFAULT_ACCOUNT, SqlStore, TurnHold, _iso
+from bot.store.base import SqlStore
 from bot.store.files import safe_key
+from bot.store.records import DEFAULT_ACCOUNT, TurnHold, _iso
 
 # Advisory lock name spaces (the first int of pg_advisory_xact_lock(int, int)).
 LOCK_MIGRATE, LOCK_TURN, LOCK_JOB = 0x0B07_0001, 0x0B07_0002, 0x0B07_0003

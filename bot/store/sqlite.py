@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bot.store.base import DEFAULT_ACCOUNT, SqlStore, _iso
+from bot.store.base import SqlStore
 from bot.store.files import DiskFiles
+from bot.store.records import DEFAULT_ACCOUNT, _iso
 
 # Versioned schema. Each version is applied once, in order, inside one BEGIN IMMEDIATE transaction
 # (SQLite's write lock: two processes starting at once take turns; the second finds it done).
