@@ -1,0 +1,8 @@
+"""The operators' web console (Starlette + Jinja2, server-rendered).
+
+    app.py         the app put together: login, logout, middleware (`create_app`)
+    site.py        what every page shares: console parts, login guard, security headers, charts
+    appeals.py     the appeals pages (list, one appeal, status, files, export)
+    knowledge.py   unmatched messages (teach a phrasing), the knowledge base, charts, audit log
+    auth.py        passwords, sessions, CSRF, lockout;  serve.py: `python -m bot web`
+"""
