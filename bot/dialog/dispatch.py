@@ -119,7 +119,9 @@ class Dispatch:
         text = reply.text
         for line in (pending, self.kb.items["route"].ask if t.conv.state == "route" else ""):
             if line and text.endswith(line):
-                reply.text = text[:-len(line)].rstrip() + "\n" + answer + "\n" + line
+                # before the whole last line: its lead-in ("先确认一下:") stays with the question
+                head, _, last = text.rpartition("\n")
+                reply.text = (head + "\n" if head else "") + answer + "\n" + last
                 return
         reply.text = text + "\n" + answer
 
