@@ -1,1 +1,10 @@
-"""Transports: console, replay, WeChat (wechaty). Only wechaty_adapter.py imports wechaty."""
+"""Transports: how messages reach the engine and replies leave it. One per channel; none knows the
+dialog, the engine knows none of them.
+
+    wechaty_adapter.py   WeChat through a Wechaty puppet-service gateway: the entry point
+                         (`run_wechat`); its parts are the package `wechat/` (client.py is the only
+                         module of the bot that imports wechaty)
+    console.py           the console chat (one user in a terminal)
+    replay.py            the replay runner (JSONL events in, JSON replies out)
+    outbox.py            the rate-limited send queue every transport sends through
+"""
