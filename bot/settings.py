@@ -1,6 +1,6 @@
 """One settings object for every command: defaults < TOML file (--config) < BOT_* environment.
 
-Each field is documented once, in the README's settings table.
+Each field is documented in docs/configuration.md and, with its default, in bot.example.toml.
 """
 from __future__ import annotations
 

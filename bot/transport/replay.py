@@ -1,6 +1,6 @@
 """Replay runner: feed JSONL events to the engine, print one JSON line per bot reply.
 
-Event lines (see README): {"from": "u1", "text": "..."} a DM; {"room": "r1", "from": "u1",
+Event lines (see docs/testing.md): {"from": "u1", "text": "..."} a DM; {"room": "r1", "from": "u1",
 "mention": true, "text": "..."}; {"from": "u1", "image": "a.png"} / "video" / "file";
 {"id": "m1", ...} message id for dedupe; {"at": "..."} drives the clock; {"tick": "..."} advances
 the clock and fires due reminders/expiries. SCRIPT "-" reads stdin live and flushes each reply.

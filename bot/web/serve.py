@@ -9,14 +9,14 @@ from bot.web import auth
 
 
 def check_listen(settings, host: str) -> str | None:
-    """Only loopback unless `web_allow_remote` (and then behind a TLS reverse proxy, see README)."""
+    """Only loopback unless `web_allow_remote` (and then behind a TLS reverse proxy, see docs/web.md)."""
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback and not settings.web_allow_remote:
         return (f"refusing to listen on {host}: the console binds 127.0.0.1 unless web_allow_remote = true "
-                "(put it behind a TLS reverse proxy, see the README)")
+                "(put it behind a TLS reverse proxy, see docs/web.md)")
     return None
 
 
