@@ -42,13 +42,14 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from session_server import SessionShared
 
 DOVECOT = "/usr/sbin/dovecot"
 IMAP_USER = "bot"
@@ -362,27 +363,9 @@ def start_imap(base_dir: Path | None = None) -> ImapServer:
     return server
 
 
-_shared: ImapServer | None = None
-_users = 0
-_lock = threading.Lock()
-
-
-def acquire_shared() -> ImapServer:
-    global _shared, _users
-    with _lock:
-        if _shared is None:
-            _shared = start_imap()
-        _users += 1
-        return _shared
-
-
-def release_shared() -> None:
-    global _shared, _users
-    with _lock:
-        _users -= 1
-        if _users == 0 and _shared is not None:
-            _shared.remove()
-            _shared = None
+# One server per session, however many test modules import the fixture (tests/session_server.py).
+_SHARED: SessionShared[ImapServer] = SessionShared(lambda: start_imap(), lambda server: server.remove())
+acquire_shared, release_shared = _SHARED.acquire, _SHARED.release
 
 
 @pytest.fixture(scope="session")

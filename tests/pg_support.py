@@ -37,13 +37,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from session_server import SessionShared
 
 #: The superuser role initdb creates (whatever the OS user); the URL's user.
 PG_ROLE = "bot"
@@ -331,29 +332,9 @@ def _wait_accepting(server: PgServer, timeout: float = 30) -> None:
             time.sleep(0.1)
 
 
-# One server per session, however many test modules import the fixture (pytest makes a separate
-# session fixture of each import): reference-counted, stopped when the last user tears down.
-_shared: PgServer | None = None
-_users = 0
-_lock = threading.Lock()
-
-
-def acquire_shared() -> PgServer:
-    global _shared, _users
-    with _lock:
-        if _shared is None:
-            _shared = start_postgres()
-        _users += 1
-        return _shared
-
-
-def release_shared() -> None:
-    global _shared, _users
-    with _lock:
-        _users -= 1
-        if _users == 0 and _shared is not None:
-            _shared.stop()
-            _shared = None
+# One server per session, however many test modules import the fixture (tests/session_server.py).
+_SHARED: SessionShared[PgServer] = SessionShared(lambda: start_postgres(), lambda server: server.stop())
+acquire_shared, release_shared = _SHARED.acquire, _SHARED.release
 
 
 @pytest.fixture(scope="session")
