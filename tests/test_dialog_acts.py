@@ -183,3 +183,24 @@ async def test_what_was_not_understood_while_waiting_is_recorded(driver):
     waiting = [r for r in rows if r["kind"] == "waiting"]
     assert [(r["text"], r["awaiting"]) for r in waiting] == [("天气不错啊今天出太阳", "real_name")]
     assert not [r for r in rows if r["kind"] == "idle" and r["text"] in ("你好", "谢谢")]
+
+
+async def test_the_awaited_video_sent_while_a_file_question_is_open_fills_its_item(driver, media):
+    r = await _to(driver, P2, "需要", "有")
+    assert r["awaiting"] == "failure_video"
+    r = (await driver.send(**{"from": "u1", "image": str(media["back"])}))[-1]  # a photo first: kept, asked
+    assert r["awaiting"] == "file_slot"
+    r = (await driver.send(**{"from": "u1", "video": str(media["video"])}))[-1]  # then the awaited video
+    assert r["awaiting"] == "file_slot" and "实名认证失败" in r["text"]  # taken; the question stays open
+    r = await driver.say("3")  # the photo: 单独身份证反面照片
+    assert r["awaiting"] == "id_handheld_photo"  # the video is in; on to the next item
+    slots = driver.engine.store.load("u1", "u1").data["slots"]
+    assert slots["failure_video"]["kind"] == "video" and slots["id_back_photo"]["kind"] == "image"
+
+
+async def test_discarding_the_asked_file_goes_on_when_the_awaited_item_was_filled_meanwhile(driver, media):
+    await _to(driver, P2, "需要", "有")
+    await driver.send(**{"from": "u1", "image": str(media["back"])})
+    await driver.send(**{"from": "u1", "video": str(media["video"])})
+    r = await driver.say("0")
+    assert r["awaiting"] == "id_handheld_photo" and "丢弃" in r["text"]

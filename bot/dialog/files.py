@@ -43,6 +43,25 @@ class FilesScene:
             return await self._keep_pending(t, t.msg.attachment.path, t.msg.attachment.kind)
         return await self._file_read(t)
 
+    async def _file_while_asking(self, t: Turn) -> list[Outgoing]:
+        """`file_slot`: asking which item an earlier file is. A file that fits the item the creator
+        was at when that question came fills it (the question stays open); any other waits its turn."""
+        pending = t.data.get("pending_file") or {}
+        state, awaiting = (pending.get("back") or [None, None])[:2]
+        spec = SLOTS.get(awaiting) if state == "collecting" else None
+        if spec is not None and spec.kind != "text" and awaiting not in t.data.get("slots", {}):
+            path = t.msg.attachment.path
+            check = await self._check_file_async(path, spec.kind)
+            if check.ok:
+                ref = await self._store_file_async(t, path, check)
+                if awaiting in review.ID_PHOTO_SLOTS:
+                    await self._look_at_photo(ref, path)
+                t.data["slots"][awaiting] = ref
+                t.data.get("failures", {}).pop(awaiting, None)
+                said = self.r("recorded_value", item=self._label(t, awaiting), value=self._kind_word(spec.kind))
+                return [self._say(t, said + "\n" + self.r("ask_file_slot"))]
+        return await self._file_during_appeal(t)
+
     async def _file_read(self, t: Turn) -> list[Outgoing]:
         """Any other moment: a screenshot is read for a failure prompt."""
         att = t.msg.attachment
@@ -169,12 +188,13 @@ class FilesScene:
             return out
         t.data.pop("file_seq", None)
         t.conv.state, t.data["awaiting"] = pending["back"]
-        if choice == 0:
+        filled = t.conv.state == "collecting" and t.data.get("awaiting") in t.data["slots"]
+        if choice == 0 and not filled:
             return [self._say(t, self.r("file_discarded", question=self._pending_line(t)))]
         if t.conv.state == "confirm":
             return self._summary(t, said + "\n")
-        if t.conv.state == "collecting" and t.data.get("awaiting") in t.data["slots"]:
-            return self._ask_next(t, said + "\n")  # the awaited item was just filled by the file
+        if filled:  # the awaited item was filled meanwhile (by this file, or one sent while asking)
+            return self._ask_next(t, said + "\n")
         if t.conv.state != "collecting":
             return self._ask_next(t, said + "\n")
         return [self._say(t, said + "\n" + self.r("resume_item", item=self._label(t, t.data["awaiting"])))]
@@ -215,5 +235,5 @@ class FilesScene:
         return result.text
 
 
-register(Scene("file_slot", on_text=FilesScene._state_file_slot, on_file=FilesScene._file_during_appeal,
+register(Scene("file_slot", on_text=FilesScene._state_file_slot, on_file=FilesScene._file_while_asking,
                enter=FilesScene._ask_file, in_appeal=True))

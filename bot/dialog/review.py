@@ -61,7 +61,7 @@ def findings(slots: dict, labels: dict[str, str], prompt_of=None) -> list[str]:
         if not isinstance(ref, dict) or "side" not in ref:
             continue
         side, label = ref["side"], labels.get(slot, slot)
-        if want == "any" and side == "none":
+        if side == "none":
             out.append(f"【{label}】里没有看到身份证")
         elif want != "any" and side != want:
             out.append(f"【{label}】看起来是{SIDE_WORDS[side]},不是{SIDE_WORDS[want]}")
