@@ -15,7 +15,7 @@ from email.utils import make_msgid
 import pytest
 
 from driver import Driver, email_answers, run_appeal
-from imap_support import IMAP_MISSING_REASON, acquire_shared, release_shared
+from imap_support import IMAP_MISSING_REASON, imap_server  # noqa: F401 (fixture)
 from pg_support import PG_MISSING_REASON, postgres_server  # noqa: F401 (fixture, by getfixturevalue)
 from test_appeal_delivery import KEY, ROOT, SmtpServer, at, smtp_env
 
@@ -63,15 +63,11 @@ async def sent_appeal(d: Driver, mail, user="u1", account_name=None) -> tuple[st
 MEDIA = {}
 
 
-@pytest.fixture(scope="module")
-def imap():
-    """The session's Dovecot (tests/imap_support.py), up."""
-    server = acquire_shared()
-    try:
-        server.start()  # a test may have left it stopped
-        yield server
-    finally:
-        release_shared()
+@pytest.fixture
+def imap(imap_server):
+    """The session's Dovecot (tests/imap_support.py), up (a test may have left it stopped)."""
+    imap_server.start()
+    return imap_server
 
 
 @pytest.fixture

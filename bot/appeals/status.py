@@ -76,7 +76,7 @@ def thread_events(store, appeal_id: str) -> list[dict]:
     """One appeal's life in order: status changes and the emails both ways (for `show`, 进度, the console)."""
     events = [{"at": h["at"], "kind": "status", "status": h["status"], "by": h["by"], "text": h.get("note") or ""}
               for h in store.appeal_history(appeal_id)]
-    for m in (store.thread(appeal_id) if hasattr(store, "thread") else []):
+    for m in store.thread(appeal_id):
         events.append({"at": m["at"], "kind": m["kind"], "status": m.get("suggested") or "", "by": "",
                        "text": m.get("body") or m.get("subject") or "", "message_id": m.get("message_id")})
     return sorted(events, key=lambda e: e["at"])

@@ -71,8 +71,8 @@ class CollectingScene:
         bare_ok = not (rd.command or rd.question or rd.faq or rd.chit_chat or rd.unsure
                        or rd.intents - {"thanks", "greeting", "edit"})  # an edit naming no item was handled before
         found = extract(slot, text, bare_ok=bare_ok)
-        other = kind_of_other_value(slot, text)
-        if other and (found is None or found.value is None):  # an ID number at the name, a mobile at the ID
+        other = kind_of_other_value(slot, text) if found is None or found.value is None else None
+        if other:  # an ID number at the name, a mobile at the ID
             key = "id_number_in_wrong_item" if other == "id_number" else "mobile_in_wrong_item"
             return self._failed(t, slot, self.r(key, item=label))
         if found is None or (found.value is None and found.error is None):

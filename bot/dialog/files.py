@@ -181,8 +181,7 @@ class FilesScene:
             nxt = queue.pop(0)
             if not queue:
                 t.data.pop("queued_files", None)
-            if not self._file_options(t, nxt["kind"]) and choice:
-                pass  # every item of its kind is filled: still ask (it may replace one)
+            # asked even when every item of its kind is filled (it may replace one): _ask_file
             out = self._ask_file(t, nxt, pending["back"])
             out[0].text = said + "\n" + out[0].text
             return out

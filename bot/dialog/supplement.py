@@ -122,7 +122,7 @@ class SupplementScene:
 
     def _thread_reply_to(self, appeal_id: str) -> list[str]:
         """What the follow-up answers, latest first: the platform's last reply, then our emails."""
-        thread = self.store.thread(appeal_id) if hasattr(self.store, "thread") else []
+        thread = self.store.thread(appeal_id)
         ours = [m["message_id"] for m in thread if m["kind"] in ("sent", "supplement_sent") and m.get("message_id")]
         replies = [m["message_id"] for m in thread if m["kind"] == "reply" and m.get("message_id")]
         first = supplement.followup_message_id(appeal_id, 0)

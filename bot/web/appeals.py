@@ -73,7 +73,7 @@ def routes(site: Site) -> list[Route]:
 
         route = (row or meta or {}).get("route")
         materials = console.kb.routes[route].materials if route in console.kb.routes else []
-        suggested = console.store.suggested_status(appeal_id) if hasattr(console.store, "suggested_status") else None
+        suggested = console.store.suggested_status(appeal_id)
         return page(request, "appeal.html", appeal_id=appeal_id, row=row, meta=meta,
                     items=_items(meta, reveal) if meta else [], history=console.store.appeal_history(appeal_id),
                     operator_statuses=OPERATOR_STATUSES, message=message, materials=materials,

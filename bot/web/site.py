@@ -4,7 +4,6 @@ headers, the names operators read, times in Beijing time, and the server-rendere
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from bot.kb import load_knowledge
+from bot.timefmt import local_minutes
 from bot.web import auth
 
 HERE = Path(__file__).resolve().parent
@@ -123,20 +123,9 @@ def kb_diff(old, new) -> str:
             f"修改 {ids(d['changed'])};FAQ 修改 {ids(d['faq_changed'])}")
 
 
-CHINA = timezone(timedelta(hours=8))
-
-
 def china_time(value: str | None) -> str:
-    """An ISO time as creators and operators read it: Beijing time, to the minute."""
-    if not value:
-        return "-"
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+    """An ISO time as creators and operators read it: the display timezone, to the minute."""
+    return local_minutes(value) or "-"
 
 
 def bar_chart(pairs: list[tuple[str, int]], width: int = 640, bar_h: int = 22) -> Markup:

@@ -65,6 +65,18 @@ def gateway_env(token: str, endpoint: str, data_dir: Path, puppet: str = "wechat
     return env
 
 
+
+def terminate(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, as `docker stop` sends it, then SIGKILL after `timeout`; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
 class Gateway:
     """A deploy/gateway process (the mock puppet unless told otherwise); `events` is every JSON event
     it printed, in order (the mock's), `lines` every line of its stdout (log lines, the QR code)."""
@@ -185,14 +197,7 @@ class Gateway:
 
     def terminate(self, timeout: float = 10.0) -> int:
         """SIGTERM, as `docker stop` sends it; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
     def stderr(self) -> str:
         if not self._stderr.closed:
@@ -275,13 +280,7 @@ class Bot:
         self.proc.wait(10)
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, timeout)
         if not self._log.closed:
             self._log.close()
         return self.proc.returncode
