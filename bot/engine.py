@@ -7,10 +7,12 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from bot import metrics
 from bot.admin.commands import AdminCommands
 from bot.appeals.imap import ReplyReader
 from bot.appeals.sender import AppealSender
@@ -171,6 +173,7 @@ class Engine:
         """Handle one message as one transaction; returns its replies, already in the outbox.
 
         A redelivered message id returns [] (its replies, if not yet sent, wait in the outbox)."""
+        started = time.perf_counter()  # bot_turn_seconds: from here to the replies committed
         now = msg.at or datetime.now(timezone.utc)
         # Bounded work per message, before any scan; undecodable bytes (lone surrogates from a
         # terminal or a broken client) become "?" and NUL characters go (PostgreSQL refuses them
@@ -232,8 +235,10 @@ class Engine:
                         self.store.commit_turn(None, msg.message_id, now, failed, replies)
                 except AlreadyProcessed:
                     return []
+                metrics.turn_done(msg, started)
                 return replies
             writes.run_after_commit(self.store.files)
+        metrics.turn_done(msg, started)
         return replies
 
     async def tick(self, now: datetime | None = None) -> list[Outgoing]:
@@ -329,6 +334,7 @@ class Engine:
                 if not self.store.still_claimed(r.outbox_id):
                     continue  # taken over by another process (this one stalled past the lease)
                 await send(r)
+                metrics.sent()
                 _crash_point("after_send")
                 self.store.mark_sent([r.outbox_id])
                 count += 1

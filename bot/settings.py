@@ -78,6 +78,9 @@ class Settings:
     web_port: int = 8080
     web_allow_remote: bool = False  # listening on anything but loopback needs this (and a TLS proxy)
     web_secure_cookie: bool = False  # set behind a TLS reverse proxy: the session cookie gets Secure
+    # Monitoring (docs/monitoring.md): /metrics, /healthz and /readyz of `run` (and chat, replay)
+    metrics_port: int = 0  # 0 = off
+    metrics_host: str = "127.0.0.1"
     # OCR of screenshots (optional extra)
     ocr_enabled: bool = True
     ocr_max_pixels: int = 40_000_000

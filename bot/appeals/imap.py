@@ -36,6 +36,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+from bot import metrics
 from bot.appeals.reply_text import (
     FORWARD_CHARS, cut_history, forward_text, has_reply_prefix, html_to_text, message_ids, part_text, reply_text,
     strip_prefixes, suggest,
@@ -231,11 +232,13 @@ class ReplyReader:
                     out = await self.poll(now)
         except Exception as exc:
             self.polls_failed += 1
+            metrics.IMAP_POLLS.labels("failed").inc()
             self.last_error = _reason(exc)
             log.warning("imap: poll of %s@%s failed (%s); trying again at the next poll",
                         self.engine.settings.imap_mailbox, self.engine.settings.imap_host, self.last_error)
             return []
         self.polls_ok += 1
+        metrics.IMAP_POLLS.labels("ok").inc()
         self.last_error = None
         return out
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 
+from bot import metrics
 from bot.appeals import delivery, supplement
 from bot.kb.responses import render
 from bot.messages import Outgoing
@@ -82,9 +83,11 @@ class AppealSender:
                 await delivery.send(settings, prepared)
             except delivery.TooLarge as exc:
                 log.warning("appeal %s too large to email", appeal_id)
+                metrics.SMTP_SENDS.labels("too_large").inc()
                 replies = self._give_up(writes, appeal, now, "ready", exc.reason, "appeal_too_large", key)
             except delivery.SendError as exc:
                 attempts += 1
+                metrics.SMTP_SENDS.labels("failed" if exc.permanent or attempts >= MAX_ATTEMPTS else "retry").inc()
                 if exc.permanent or attempts >= MAX_ATTEMPTS:
                     log.warning("appeal %s: send failed for good (%s)", appeal_id, exc.reason)
                     replies = self._give_up(writes, appeal, now, "failed", exc.reason, "appeal_send_failed", key)
@@ -93,9 +96,11 @@ class AppealSender:
                     writes.queue_send(key, now + backoff(attempts), attempts, exc.reason)
             except Exception as exc:  # a broken package: the operator must look at it
                 log.error("appeal %s: cannot prepare the email (%s)", appeal_id, type(exc).__name__)
+                metrics.SMTP_SENDS.labels("error").inc()
                 replies = self._give_up(writes, appeal, now, "failed", type(exc).__name__, "appeal_send_failed", key)
             else:
                 _crash_point("after_smtp")
+                metrics.SMTP_SENDS.labels("sent").inc()
                 log.info("appeal %s sent (%d bytes%s)", appeal_id, len(prepared.data),
                          f", re-encoded {len(prepared.reencoded)}" if prepared.reencoded else "")
                 writes.drop_send(key)

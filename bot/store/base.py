@@ -24,6 +24,7 @@ import socket
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta, timezone
 
+from bot import metrics
 from bot.appeals.crypto import VaultError
 from bot.messages import Outgoing
 from bot.store.appeals import AppealQueries
@@ -110,6 +111,10 @@ class SqlStore(AppealQueries, OperatorQueries):
         """Where the data is, for humans (no password)."""
         raise NotImplementedError
 
+    def ping(self) -> None:
+        """Raise unless the store answers now (/readyz, /metrics); a backend bounds the wait."""
+        self._query("SELECT 1")
+
     # -- one turn, one transaction ------------------------------------------------------
     def commit_turn(self, conv: Conversation | None, message_id: str | None, at: datetime,
                     writes: Writes, replies: list[Outgoing]) -> None:
@@ -177,6 +182,7 @@ class SqlStore(AppealQueries, OperatorQueries):
         if outbox_at is not None:
             for r, (oid,) in zip(replies, sorted(results[outbox_at])):
                 r.outbox_id = oid
+        metrics.committed(writes, len(replies))  # match tiers, statuses, replies: what was written
 
     # -- the SQL of a turn's writes (also used on their own by the queries) -----------------
     @staticmethod

@@ -32,6 +32,15 @@ class OperatorQueries:
     def appeals_per_status(self) -> dict[str, int]:
         return dict(self._query("SELECT status, COUNT(*) FROM appeals GROUP BY status"))
 
+    def monitor_counts(self) -> dict[str, list[tuple]]:
+        """What /metrics reads at scrape time (bot/metrics.py): unsent replies per account (with the
+        oldest one's time), conversations not idle per account, appeals per status."""
+        return {"outbox": [tuple(r) for r in self._query(
+                    "SELECT account, COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL GROUP BY account")],
+                "conversations": [tuple(r) for r in self._query(
+                    "SELECT account, COUNT(*) FROM conversations WHERE state <> 'idle' GROUP BY account")],
+                "appeals": list(self.appeals_per_status().items())}
+
     # -- unmatched messages ----------------------------------------------------------------------
     def record_unmatched(self, text: str, at: datetime) -> None:
         self._exec(*self._unmatched_sql(text, at))

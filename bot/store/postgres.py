@@ -162,6 +162,12 @@ class PgStore(SqlStore):
     def describe(self) -> str:
         return redact(self.url)
 
+    PING_TIMEOUT = 3.0  # seconds /readyz waits for a connection of the pool (the server gone: it fails)
+
+    def ping(self) -> None:
+        with self.pool.connection(timeout=self.PING_TIMEOUT) as conn:
+            conn.execute("SELECT 1")
+
     @contextmanager
     def _conn(self):
         conn = self._tx.get()

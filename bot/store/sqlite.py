@@ -123,6 +123,15 @@ class SqliteStore(SqlStore):
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
 
+    def ping(self) -> None:
+        """Open the file afresh (never creating it) and read it: the open connection would go on
+        working on a file deleted or moved away, whose data a restart would not find."""
+        db = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, timeout=2)
+        try:
+            db.execute("SELECT COUNT(*) FROM schema_version").fetchone()
+        finally:
+            db.close()
+
     def _exec(self, sql: str, args=()) -> int:
         with self._lock:
             return self._db.execute(sql, args).rowcount

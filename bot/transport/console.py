@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.engine import Engine
+from bot.monitoring import start_monitoring, stop_monitoring
 from bot.messages import Attachment, Incoming
 from bot.settings import Settings
 
@@ -21,6 +22,7 @@ BANNER = """大鱼号实名认证小助手(控制台)。数据目录:{data_dir}
 async def run_console(settings: Settings, user: str = "console-user") -> int:
     engine = await Engine.open(settings)
     engine.reload_on_sighup()
+    monitor = await start_monitoring(settings, engine)
     print(BANNER.format(data_dir=settings.data_dir), flush=True)
     async def show(r) -> None:
         print(f"bot> {r.text}\n", flush=True)
@@ -54,5 +56,6 @@ async def run_console(settings: Settings, user: str = "console-user") -> int:
             await engine.handle(msg)
             await engine.deliver(show)
     finally:
+        await stop_monitoring(monitor)
         await engine.close()
     return 0

@@ -15,6 +15,7 @@ import re
 import time
 from typing import Awaitable, Callable, Deque
 
+from bot import metrics
 from bot.messages import Outgoing
 
 log = logging.getLogger(__name__)
@@ -217,16 +218,19 @@ class Outbox:
             try:
                 await self._send(out)
                 self.sent += 1
+                metrics.sent()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a transport error must not kill the worker
                 if attempt == self.retries:
                     self.failed += 1
+                    metrics.sent("failed")
                     log.error("send failed, giving up after %d attempts: %s (part: %s)",
                               attempt + 1, type(exc).__name__, "file" if out.file else "text")
                     return
                 log.warning("send failed (%s), retrying", type(exc).__name__)
+                metrics.sent("retry")
                 await self._sleep(self.retry_delay * (2 ** attempt))
 
     def _done_one(self) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.engine import Engine
+from bot.monitoring import start_monitoring, stop_monitoring
 from bot.messages import Attachment, Incoming, Outgoing
 from bot.settings import Settings
 
@@ -74,6 +75,7 @@ async def _print(r: Outgoing) -> None:
 async def run_replay(settings: Settings, script: str) -> int:
     engine = await Engine.open(settings)
     engine.reload_on_sighup()
+    monitor = await start_monitoring(settings, engine)
     if script == "-":
         base_dir = Path.cwd()
         source = None
@@ -83,6 +85,7 @@ async def run_replay(settings: Settings, script: str) -> int:
             source = iter(Path(script).read_text(encoding="utf-8").splitlines())
         except (OSError, UnicodeDecodeError) as exc:
             print(f"cannot read {script}: {exc}", file=sys.stderr)
+            await stop_monitoring(monitor)
             await engine.close()
             return 2
     clock: datetime | None = None
@@ -128,5 +131,6 @@ async def run_replay(settings: Settings, script: str) -> int:
     finally:
         if poller is not None:
             poller.cancel()
+        await stop_monitoring(monitor)
         await engine.close()
     return 1 if errors else 0

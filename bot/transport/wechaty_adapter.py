@@ -46,11 +46,26 @@ async def serve(settings: Settings, *, engine_factory: EngineFactory | None = No
         return EXIT_CONFIG
     host, port = checked
     options = options or WechatOptions()
-    engine = await (engine_factory or _default_engine)(settings)
+    from bot.monitoring import Health, MetricsPortError, open_metrics_server
+
+    try:  # bound before the engine opens: a taken port stops the bot at once, with one line
+        monitor = open_metrics_server(settings, required=True)
+    except MetricsPortError as exc:
+        print(f"not starting: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    try:
+        engine = await (engine_factory or _default_engine)(settings)
+    except BaseException:
+        if monitor is not None:
+            await monitor.stop()
+        raise
     if hasattr(engine, "reload_on_sighup"):  # test engines may not have one
         engine.reload_on_sighup()
     try:
         transport = WechatTransport(settings, engine, host, port, options)
+        if monitor is not None:
+            await monitor.start(Health(engine.store, lambda: engine.snapshot is not None, transport.logged_in,
+                                       accounts=[settings.account]))
         loop = asyncio.get_running_loop()
         installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,6 +90,8 @@ async def serve(settings: Settings, *, engine_factory: EngineFactory | None = No
             for sig in installed:
                 loop.remove_signal_handler(sig)
     finally:
+        if monitor is not None:
+            await monitor.stop()
         await engine.close()
 
 

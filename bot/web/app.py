@@ -6,7 +6,8 @@ same store as the bot, with its own connection, so it runs beside `python -m bot
 the outbox, which the running bot sends. A phrasing taught here goes to knowledge/learned.yaml; the
 running bot sees the files change on its next tick and reloads.
 
-Security: every page but /login needs a session (a signed cookie: HttpOnly, SameSite=Strict, Secure
+Security: every page but /login (and /metrics, /healthz, /readyz for scrapers: counts and fixed
+words only, bot/monitoring.py) needs a session (a signed cookie: HttpOnly, SameSite=Strict, Secure
 behind TLS, 8 h); every POST carries the session's CSRF token; repeated failed logins lock the name
 out; views, reveals, exports, status changes and logins are audited (who, when, what, from where),
 never with personal data; media are streamed decrypted with `Cache-Control: no-store`.
@@ -29,6 +30,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bot import monitoring
 from bot.web import appeals, auth, knowledge
 from bot.web.site import HERE, Console, SecurityHeaders, Site
 
@@ -71,6 +73,8 @@ def create_app(settings) -> Starlette:
         Route("/", home),
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
+        # no login: Prometheus and health checks do not log in (nothing personal in them)
+        *monitoring.routes(monitoring.Health(console.store, lambda: console.kb is not None)),
         *appeals.routes(site),
         *knowledge.routes(site),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

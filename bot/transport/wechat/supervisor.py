@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from bot import metrics
 from bot.settings import Settings
 from bot.transport.outbox import Outbox
 from bot.transport.wechat.client import (
@@ -81,6 +82,10 @@ class WechatTransport(Inbound, Outbound):
         self._queued: set[int] = set()  # durable outbox rows queued in memory, not yet sent
 
     # -- lifecycle --------------------------------------------------------------------------
+    def logged_in(self) -> bool:
+        """The gateway's WeChat account is logged in on the current session (/readyz)."""
+        return self._online.is_set()
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -135,6 +140,7 @@ class WechatTransport(Inbound, Outbound):
             if not ever_answered:
                 delay = min(delay, max(0.1, self.opts.startup_timeout - (time.monotonic() - t0)))
             if session.logged_in or session.answered:
+                metrics.RECONNECTS.inc()  # a connection the gateway had accepted was lost
                 log.warning("gateway connection ended (%s); reconnecting in %.1f s", _describe(err), delay)
             else:
                 log.info("gateway not available (%s); retrying in %.1f s", _describe(err), delay)
