@@ -314,3 +314,59 @@ def test_console_readiness_fails_while_the_store_file_is_gone(world):
     finally:
         db.with_suffix(".away").rename(db)
     assert c.get("/readyz").status_code == 200
+
+
+async def test_smtp_attempts_and_imap_polls_are_counted_by_result(tmp_path, media):
+    from test_appeal_delivery import SmtpServer, at, smtp_env
+
+    smtp = SmtpServer()  # not started yet: the first attempt is refused
+    env = {**smtp_env(smtp), "BOT_IMAP_HOST": "127.0.0.1", "BOT_IMAP_PORT": str(free_port()),
+           "BOT_IMAP_SECURITY": "none", "BOT_IMAP_TIMEOUT_SECONDS": "5"}
+    d = await Driver.open(tmp_path, **env)
+    health = Health(d.engine.store, lambda: True)
+    try:
+        before = samples((await health.exposition()).decode())
+        await run_appeal(d, email_answers(media), "没有")
+        await d.send(tick=at(31))  # SMTP refused (a temporary failure), the IMAP poll fails
+        smtp.start()
+        await d.send(tick=at(33))  # sent; IMAP: polled again (imap_poll_seconds) and fails again
+        smtp.box.refuse = "550 no such mailbox"
+        await run_appeal(d, email_answers(media), "没有", user="u2")
+        await d.send(tick=at(34))  # refused for good
+        after = samples((await health.exposition()).decode())
+
+        def delta(name, **labels):
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert {r: delta("bot_smtp_sends_total", result=r) for r in metrics.SMTP_RESULTS} == \
+            {"sent": 1, "retry": 1, "failed": 1, "too_large": 0, "error": 0}
+        assert delta("bot_imap_polls_total", result="failed") == 3 and delta("bot_imap_polls_total", result="ok") == 0
+        assert delta("bot_appeals_total", status="queued") == 2 and delta("bot_appeals_total", status="sent") == 1
+        assert delta("bot_appeals_total", status="failed") == 1
+        assert value(after, "bot_appeals_by_status", status="sent") == 1
+        assert value(after, "bot_appeals_by_status", status="failed") == 1
+    finally:
+        smtp.stop()
+        await d.close()
+
+
+IMAGE_HEALTHCHECK_PORT = 9108  # the Dockerfile's HEALTHCHECK calls http://127.0.0.1:9108/healthz
+
+
+def test_compose_gives_each_process_its_own_port_and_checks_it():
+    import yaml
+
+    services = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text(encoding="utf-8"))["services"]
+    ours = {name: s for name, s in services.items() if s.get("build") == ".."}
+    served = {}
+    for name, s in ours.items():
+        env = s["environment"]
+        web = s.get("command", [])[-1:] == ["web"]
+        port = int(env.get("BOT_WEB_PORT", 8080)) if web else int(env.get("BOT_METRICS_PORT", IMAGE_HEALTHCHECK_PORT))
+        assert port, name
+        served[name] = port
+        checked = s.get("healthcheck", {}).get("test")
+        checked_port = int(re.search(r"127\.0\.0\.1:(\d+)/healthz", " ".join(checked)).group(1)) if checked \
+            else IMAGE_HEALTHCHECK_PORT
+        assert checked_port == port, name  # its own /healthz, not a neighbour's on the host network
+    assert len(set(served.values())) == len(served) == 3, served
