@@ -57,7 +57,7 @@ class Health:
 
     async def _store_ok(self) -> str:
         # One ping at a time: probes arriving while the store hangs share it instead of piling up threads.
-        if self._ping is None or self._ping.done():
+        if self._ping is None or self._ping.done() or self._ping.get_loop() is not asyncio.get_running_loop():
             self._ping = asyncio.ensure_future(asyncio.to_thread(self.store.ping))
         try:
             await asyncio.wait_for(asyncio.shield(self._ping), CHECK_TIMEOUT)
