@@ -77,7 +77,9 @@ def turn_done(msg, started: float) -> None:
 
 def committed(writes, replies: int) -> None:
     """What a committed transaction of the store wrote (`SqlStore.commit_turn`): match tiers,
-    appeal statuses, replies. Counted in whichever process committed it."""
+    appeal statuses, replies. Counted in whichever process committed it. (Inside a PostgreSQL
+    turn the COMMIT comes when the turn ends: a turn whose COMMIT then fails, the server gone at
+    that instant, is counted anyway; its message is answered with the error reply.)"""
     for kind, _, _ in writes.events:
         child = _MATCHES.get(kind)
         if child is not None:
