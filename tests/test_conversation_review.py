@@ -167,19 +167,20 @@ def test_a_case_holds_once_its_phrasing_is_learned(tmp_path):
     append_case(kdir, "collecting", "real_name", "容我想想", "command:pause", "test")
     p = subprocess.run([sys.executable, "-m", "bot", "kb", "test", str(kdir)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
-    assert p.returncode == 0 and "ok: 2 cases" in p.stdout, p.stdout + p.stderr
+    shipped = len(load_cases(KNOWLEDGE))
+    assert p.returncode == 0 and f"ok: {shipped + 2} cases" in p.stdout, p.stdout + p.stderr
     # take the learned phrasing away: the case no longer holds, and kb test says which
     (kdir / "learned.yaml").unlink()
     p = subprocess.run([sys.executable, "-m", "bot", "kb", "test", str(kdir)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
-    assert p.returncode == 1 and "learned_cases.jsonl:1:" in p.stdout and SLANG_YES in p.stdout
+    assert p.returncode == 1 and f"learned_cases.jsonl:{shipped + 1}:" in p.stdout and SLANG_YES in p.stdout
+    assert f"learned_cases.jsonl:{shipped + 2}:" in p.stdout  # 容我想想 is no command without learned.yaml
 
 
 def test_shipped_cases_hold():
     p = subprocess.run([sys.executable, "-m", "bot", "kb", "test", str(KNOWLEDGE)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert len(load_cases(KNOWLEDGE)) >= 0
+    assert p.returncode == 0 and f"ok: {len(load_cases(KNOWLEDGE))} cases" in p.stdout, p.stdout + p.stderr
 
 
 def test_admin_reload_that_breaks_a_case_is_refused_unless_confirmed(tmp_path):
@@ -196,7 +197,8 @@ def test_admin_reload_that_breaks_a_case_is_refused_unless_confirmed(tmp_path):
             (kdir / "learned.yaml").unlink()  # an operator removes what was taught
             version = d.engine.snapshot.kb.version
             refused = await d.say("#reload", user="boss")
-            assert "未重载" in refused["text"] and "learned_cases.jsonl:1:" in refused["text"]
+            line = len(load_cases(KNOWLEDGE)) + 1
+            assert "未重载" in refused["text"] and f"learned_cases.jsonl:{line}:" in refused["text"]
             assert d.engine.snapshot.kb.version == version
             done = await d.say("#reload 确认", user="boss")
             assert "知识库已重载" in done["text"] and d.engine.snapshot.kb.version != version
