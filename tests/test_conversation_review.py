@@ -342,3 +342,23 @@ def test_a_label_or_reload_that_breaks_a_saved_case_needs_a_confirmation(app, wo
         lines = (world["kdir"] / "learned_cases.jsonl").read_text(encoding="utf-8").splitlines()
         (world["kdir"] / "learned_cases.jsonl").write_text(
             "".join(x + "\n" for x in lines if '"暂停"' not in x), encoding="utf-8")
+
+
+def test_deleting_my_data_leaves_no_transcript(tmp_path):
+    async def run():
+        d = await Driver.open(tmp_path)
+        try:
+            await d.say(PROMPT)
+            await d.say(SLANG_YES)
+            await d.say(PROMPT, user="u2")
+            await d.say("删除我的资料")
+            done = await d.say("确认删除")
+            assert "删除" in done["text"]
+            rows, total = d.engine.store.transcript_conversations()
+            assert total == 1  # u2's only
+            turns = d.engine.store.transcript_turns(rows[0]["conv"])
+            assert [t["text"] for t in turns] == [PROMPT]
+        finally:
+            await d.close()
+
+    asyncio.run(run())

@@ -18,6 +18,7 @@ from bot.store import Conversation, Writes
 from bot.store.transcripts import conversation_id
 
 FILE_KINDS = {"image": "〔图片〕", "video": "〔视频〕", "file": "〔文件〕"}
+ANSWERED_INTENTS = {"human", "who_are_you", "not_now", "thanks", "greeting", "out_of_scope"}
 MISREAD = ("reasked", "not_understood", "repeated")  # why a turn looks misread (shown in Chinese by the console)
 
 
@@ -72,7 +73,10 @@ def reading_of(t: Turn, original) -> dict:
 def misread_reasons(b: Before, conv: Conversation, writes: Writes, text: str, previous: str | None) -> list[str]:
     reasons = []
     reading = writes.reading or {}
-    answered = any(a.startswith("command:") for a in reading.get("acts", ())) or reading.get("faq")
+    # a command, an FAQ answer or small talk answered (转人工, who are you, not now ...) keeps the
+    # question pending on purpose: not a re-ask
+    answered = (any(a.startswith("command:") for a in reading.get("acts", ())) or reading.get("faq")
+                or set(reading.get("intents", ())) & ANSWERED_INTENTS)
     slots_after = (conv.data or {}).get("slots") or {}
     if (b.state != "idle" and conv.state == b.state and awaiting_of(conv) == b.awaiting
             and slots_after == b.slots and not answered):
@@ -87,7 +91,7 @@ def misread_reasons(b: Before, conv: Conversation, writes: Writes, text: str, pr
 def record(kb, store, writes: Writes, msg: Incoming, b: Before, conv: Conversation,
            replies: list[Outgoing], now) -> None:
     """Add this DM turn's transcript row to `writes` (nothing in rooms)."""
-    if msg.room:
+    if msg.room or msg.sender in writes.deleted_users:  # 删除我的资料: nothing of this creator is kept
         return
     values = known_values(kb, b.slots, (conv.data or {}).get("slots") or {})
     if msg.attachment is not None:
