@@ -76,6 +76,8 @@ def redact(text: str) -> str:
     return _MOBILE.sub(_mask_mobile, text)
 
 
+_MASKED_ID = re.compile(r"(?<![0-9])[0-9]{6}\*{8}[0-9]{3}[0-9Xx](?![0-9])")
+_MASKED_MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]\*{4}[0-9]{4}(?![0-9])")
 _KIND_NAMES = {"<image>": "〔图片〕", "<video>": "〔视频〕", "<audio>": "〔语音〕", "<file>": "〔文件〕"}
 
 
@@ -91,7 +93,9 @@ def redact_named(text: str, values: dict[str, str] | None = None) -> str:
             text = text.replace(value, f"〔{values[value]}〕")
     text = _PATH.sub(lambda m: _KIND_NAMES[safe_path_label(m.group(0))], text)
     text = _ID_LIKE.sub("〔身份证号〕", text)
-    return _MOBILE.sub("〔手机号〕", text)
+    text = _MASKED_ID.sub("〔身份证号〕", text)  # the bot's own masked echo (110105********002X) too
+    text = _MOBILE.sub("〔手机号〕", text)
+    return _MASKED_MOBILE.sub("〔手机号〕", text)
 
 
 class RedactingFilter(logging.Filter):

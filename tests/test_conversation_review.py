@@ -131,6 +131,7 @@ def test_each_dm_turn_is_recorded_redacted_with_its_reading(tmp_path):
         dump = json.dumps(turns, ensure_ascii=False)
         for secret in (ID_NUMBER, ID_NUMBER[-6:-1], MOBILE, "欧阳娜娜", "阿强的数码小店"):
             assert secret not in dump
+        assert "*" * 8 not in dump and "已记录身份证号 〔身份证号〕" in dump  # the bot's masked echo too
     finally:
         store.close()
 
@@ -362,3 +363,11 @@ def test_deleting_my_data_leaves_no_transcript(tmp_path):
             await d.close()
 
     asyncio.run(run())
+
+
+def test_redaction_names_what_it_replaces():
+    from bot.privacy import redact_named
+
+    text = f"我叫欧阳娜娜,证件 {ID_NUMBER},电话 +86 138-1234-5678,已记录 110105********002X,照片 /home/u/a.jpg"
+    out = redact_named(text, {"欧阳娜娜": "姓名"})
+    assert out == "我叫〔姓名〕,证件 〔身份证号〕,电话 〔手机号〕,已记录 〔身份证号〕,照片 〔图片〕"
