@@ -371,3 +371,27 @@ def test_redaction_names_what_it_replaces():
     text = f"我叫欧阳娜娜,证件 {ID_NUMBER},电话 +86 138-1234-5678,已记录 110105********002X,照片 /home/u/a.jpg"
     out = redact_named(text, {"欧阳娜娜": "姓名"})
     assert out == "我叫〔姓名〕,证件 〔身份证号〕,电话 〔手机号〕,已记录 〔身份证号〕,照片 〔图片〕"
+
+
+def test_the_list_is_paged_newest_first(tmp_path):
+    from bot.appeals.crypto import Vault, load_or_create_key
+    from bot.settings import load_settings
+    from bot.store import Store
+    from bot.web.app import create_app
+    from bot.web.auth import set_password
+
+    settings = load_settings(data_dir=tmp_path / "data", env={"BOT_KEY_FILE": str(tmp_path / "keys" / "k"),
+                                                               "BOT_KNOWLEDGE_DIR": str(KNOWLEDGE)})
+    store = Store(settings.db_path, Vault(load_or_create_key(settings)))
+    for i in range(30):
+        _turn(store, f"{i:016x}", f"u{i}", T0 + timedelta(minutes=i), misread=["reasked"] if i % 2 else [])
+    set_password(store, "ops", PASSWORD)
+    store.close()
+    c = logged_in(create_app(settings))
+    first = re.findall(r'href="/conversations/([0-9a-f]{16})"', c.get("/conversations").text)
+    second = c.get("/conversations?page=2").text
+    assert first[0] == f"{29:016x}" and len(first) == 25 and "下一页" in c.get("/conversations").text
+    assert re.findall(r'href="/conversations/([0-9a-f]{16})"', second) == [f"{i:016x}" for i in range(4, -1, -1)]
+    assert "上一页" in second and "共 30 段对话" in second
+    misread2 = c.get("/conversations?misread=1&page=1").text
+    assert "共 15 段对话" in misread2 and "下一页" not in misread2
