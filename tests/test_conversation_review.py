@@ -313,9 +313,24 @@ def test_labelling_a_misread_turn_teaches_the_bot_and_saves_a_case(app, world):
     p = subprocess.run([sys.executable, "-m", "bot", "kb", "test", str(world["kdir"])], capture_output=True,
                        text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
-    # a file turn, or a turn of another conversation, cannot be labelled
-    other = c.post(f"/conversations/{conv}/label", data={"seq": "1", "label": "dismiss", "csrf": csrf_of(page)})
-    assert other.status_code in (303, 400)
+    # 读对了 / 忽略: the turn is marked, nothing learned, no case
+    first = re.search(r'id="t(\d+)"[^<]*<div class="bubble user">' + PROMPT, page).group(1)
+    r = c.post(f"/conversations/{conv}/label", data={"seq": first, "label": "dismiss", "csrf": csrf_of(page)})
+    assert r.status_code == 303 and r.headers["location"] == f"/conversations/{conv}#t{first}"
+    assert "已标注:dismiss" in c.get(f"/conversations/{conv}").text and f"{conv}/{first} dismiss" in c.get("/audit").text
+    assert len(load_cases(world["kdir"])) == len(cases)
+    # a turn of another conversation, or a file turn, cannot be labelled (and has no form)
+    others = [x for x in re.findall(r'href="/conversations/([0-9a-f]{16})"', c.get("/conversations").text) if x != conv]
+    other_page = c.get(f"/conversations/{others[0]}").text
+    other_seq = re.search(r'id="t(\d+)"', other_page).group(1)
+    r = c.post(f"/conversations/{conv}/label", data={"seq": other_seq, "label": "dismiss", "csrf": csrf_of(page)})
+    assert r.status_code == 400
+    u1 = _conv_of(c, "〔图片〕", query="")
+    u1_page = c.get(f"/conversations/{u1}").text
+    file_seq = re.search(r'id="t(\d+)"[^<]*<div class="bubble user">〔图片〕', u1_page).group(1)
+    assert f'name="seq" value="{file_seq}"' not in u1_page
+    r = c.post(f"/conversations/{u1}/label", data={"seq": file_seq, "label": "dismiss", "csrf": csrf_of(page)})
+    assert r.status_code == 400
 
 
 def test_a_label_or_reload_that_breaks_a_saved_case_needs_a_confirmation(app, world):
