@@ -19,7 +19,6 @@ from bot.store.transcripts import conversation_id
 
 FILE_KINDS = {"image": "〔图片〕", "video": "〔视频〕", "file": "〔文件〕"}
 ANSWERED_INTENTS = {"human", "who_are_you", "not_now", "thanks", "greeting", "out_of_scope"}
-MISREAD = ("reasked", "not_understood", "repeated")  # why a turn looks misread (shown in Chinese by the console)
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,7 @@ def reading_of(t: Turn, original) -> dict:
 
 
 def misread_reasons(b: Before, conv: Conversation, writes: Writes, text: str, previous: str | None) -> list[str]:
+    """Why the turn looks misread: "reasked", "not_understood", "repeated" (none: [])."""
     reasons = []
     reading = writes.reading or {}
     # a command, an FAQ answer or small talk answered (转人工, who are you, not now ...) keeps the

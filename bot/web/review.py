@@ -7,6 +7,7 @@ unless confirmed. Viewing and labelling are audited (the conversation's id, neve
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
@@ -57,13 +58,14 @@ def routes(site: Site) -> list[Route]:
     async def conversations(request: Request):
         q = request.query_params
         misread, state = q.get("misread") == "1", q.get("state", "")
-        prompt = int(q["prompt"]) if q.get("prompt", "").isdigit() else None
-        pageno = max(1, int(q["page"])) if q.get("page", "").isdigit() else 1
+        # bounded: a huge number would overflow PostgreSQL's integer columns
+        prompt = int(q["prompt"]) if q.get("prompt", "").isdigit() and len(q["prompt"]) <= 6 else None
+        pageno = min(max(1, int(q["page"])), 100_000) if q.get("page", "").isdigit() and len(q["page"]) <= 9 else 1
         rows, total = console.store.transcript_conversations(misread, state or None, prompt, PAGE_SIZE,
                                                              (pageno - 1) * PAGE_SIZE)
         audit(request, "view_conversations")
-        keep = "&".join(f"{k}={v}" for k, v in (("misread", "1" if misread else ""), ("state", state),
-                                                 ("prompt", prompt or "")) if v)
+        keep = urlencode([(k, v) for k, v in (("misread", "1" if misread else ""), ("state", state),
+                                              ("prompt", prompt or "")) if v])  # the filters, kept when paging
         return page(request, "conversations.html", rows=rows, total=total, pageno=pageno,
                     more=pageno * PAGE_SIZE < total, misread=misread, state=state, prompt=prompt, keep=keep,
                     prompts=console.kb.prompts, state_names=STATE_NAMES, misread_names=MISREAD_NAMES,
@@ -88,7 +90,7 @@ def routes(site: Site) -> list[Route]:
     @guarded
     async def label(request: Request):
         conv, form = request.path_params["conv"], request.state.form
-        seq = int(form["seq"]) if str(form.get("seq", "")).isdigit() else -1
+        seq = int(form["seq"]) if str(form.get("seq", "")).isdigit() and len(str(form["seq"])) <= 15 else -1
         turn = console.store.transcript_turn(seq)
         if turn is None or turn["conv"] != conv or turn.get("file") or not turn.get("text"):
             return await show(request, conv, error="这一轮不能标注。", status_code=400)
