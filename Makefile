@@ -71,7 +71,7 @@ gateway: gateway-deps
 	cd $(GATEWAY) && exec node gateway.mjs
 
 test: setup fonts gateway-deps browser postgres dovecot
-	$(PY) -m pytest -q
+	$(PY) -m bot kb test knowledge && $(PY) -m pytest -q
 
 bench: setup
 	$(PY) bench/match_bench.py

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p = kb_sub.add_parser("check", help="validate a knowledge file or dir")
     _add_common(p)
     p.add_argument("path", nargs="?", type=Path)
+    p = kb_sub.add_parser("test", help="replay the saved regression cases (learned_cases.jsonl) against the knowledge")
+    _add_common(p)
+    p.add_argument("path", nargs="?", type=Path)
 
     p = sub.add_parser("replay", help="feed a JSONL event script, print one JSON line per reply")
     _add_common(p)
@@ -139,6 +142,27 @@ def _cmd_kb_check(settings, args) -> int:
     return 0
 
 
+def _cmd_kb_test(settings, args) -> int:
+    """Every saved case against the knowledge: the ones that no longer hold, and exit 1."""
+    from bot.kb import KnowledgeError, load_knowledge
+    from bot.matching.cases import broken_cases, cases_path, load_cases, report
+
+    path = args.path or settings.knowledge_dir
+    try:
+        kb = load_knowledge(path)
+        cases = load_cases(path)
+    except (KnowledgeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    broken = broken_cases(kb, cases)
+    if broken:
+        print(report(broken))
+        print(f"{len(broken)} of {len(cases)} cases in {cases_path(path)} no longer hold", file=sys.stderr)
+        return 1
+    print(f"ok: {len(cases)} cases in {cases_path(path)} hold (knowledge version {kb.version})")
+    return 0
+
+
 def _cmd_db(settings, args) -> int:
     from bot.appeals.crypto import Vault, load_or_create_key
     from bot.engine import open_key_and_store
@@ -201,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "match":
         return _cmd_match(settings, args)
     if args.command == "kb":
-        return _cmd_kb_check(settings, args)
+        return _cmd_kb_test(settings, args) if args.kb_command == "test" else _cmd_kb_check(settings, args)
     if args.command in ("chat", "replay", "run"):
         from bot.appeals.crypto import AppealKeyError
         from bot.engine import StartupError

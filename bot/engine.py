@@ -18,6 +18,7 @@ from bot.appeals.imap import ReplyReader
 from bot.appeals.sender import AppealSender
 from bot.appeals.status import change_status
 from bot.appeals.crypto import Vault, load_or_create_key, secure_dir
+from bot.dialog import transcript
 from bot.dialog.flow import Dialog, awaiting_of
 from bot.dialog.validators import find_id_numbers
 from bot.kb import KnowledgeBase, KnowledgeError, load_knowledge
@@ -208,12 +209,15 @@ class Engine:
                     else:
                         conv = hold.conversation
                         conv.account = self.settings.account  # reminders go out through this account
+                        was = transcript.before(conv)
                         replies = await self.dialog.handle(snapshot.kb, snapshot.matcher, msg, conv, now,
                                                            snapshot.reader, writes)
                         conv.last_activity, conv.reminded = now, False
                         for r in replies:
                             r.state = conv.state
                             r.awaiting = awaiting_of(conv)
+                        if self.settings.transcript_days > 0:  # kept for review (redacted, encrypted)
+                            transcript.record(snapshot.kb, self.store, writes, msg, was, conv, replies, now)
                     for r in replies:
                         r.reply_to = msg.message_id
                     writes.record("message", now)
@@ -281,6 +285,7 @@ class Engine:
                 log.warning("knowledge files changed but do not load; keeping version %s", self.snapshot.kb.version)
         self.store.prune_processed(now - PROCESSED_IDS_KEPT)
         self.store.prune_outbox(now - PROCESSED_IDS_KEPT)
+        self.store.prune_transcripts(now - timedelta(days=self.settings.transcript_days))
         if self._last_janitor is None or now - self._last_janitor >= JANITOR_EVERY:
             self.janitor()
             self.expire_packages(now)
@@ -354,6 +359,11 @@ class Engine:
         return counts
 
     # -- knowledge reload ----------------------------------------------------------------
+    def _broken_cases(self, kb: KnowledgeBase) -> list:
+        from bot.matching.cases import broken_cases, load_cases
+
+        return broken_cases(kb, load_cases(self.settings.knowledge_dir))
+
     def reload_on_sighup(self) -> None:
         """Operators on the host: `kill -HUP <pid>` reloads like #reload (call inside the loop)."""
         loop = asyncio.get_running_loop()
@@ -362,18 +372,26 @@ class Engine:
         except (NotImplementedError, RuntimeError, AttributeError):  # not on this platform
             pass
 
-    async def reload(self, by: str, broadcast: bool = True) -> ReloadReport:
+    async def reload(self, by: str, broadcast: bool = True, check_cases: bool = False) -> ReloadReport:
         """Re-read the knowledge dir, validate, and swap atomically; keep the old base on error.
-        A successful reload is announced through the store: every other process follows."""
+        A successful reload is announced through the store: every other process follows.
+        `check_cases` (#reload without 确认): refused when it would break a saved regression case."""
         async with self._reload_lock:
             old = self.snapshot
             try:
                 new = await asyncio.to_thread(self._load_snapshot, self.settings, by)
-            except KnowledgeError as exc:
+                broken = await asyncio.to_thread(self._broken_cases, new.kb) if check_cases else []
+            except (KnowledgeError, ValueError) as exc:
                 log.warning("knowledge reload by %s failed: %s", by, exc)
-                return ReloadReport(False, f"重载失败,继续使用原知识库(版本 {old.kb.version})。\n"
-                                           f"错误:{exc.file}" + (f" 第 {exc.line} 行" if exc.line else "")
-                                           + f":{exc.reason}")
+                where = (f"{exc.file}" + (f" 第 {exc.line} 行" if exc.line else "") + f":{exc.reason}"
+                         if isinstance(exc, KnowledgeError) else str(exc))
+                return ReloadReport(False, f"重载失败,继续使用原知识库(版本 {old.kb.version})。\n错误:{where}")
+            if broken:
+                from bot.matching.cases import report
+
+                return ReloadReport(False, f"未重载:新知识库会让 {len(broken)} 个已保存的用例不再成立,"
+                                           f"继续使用原知识库(版本 {old.kb.version})。\n{report(broken)}\n"
+                                           "确认仍要重载请发:#reload 确认")
             self.snapshot = new
             self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
             if broadcast:

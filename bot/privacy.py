@@ -22,6 +22,7 @@ __all__ = [
     "uninstall_log_redaction",
     "setup_logging",
     "safe_path_label",
+    "redact_named",
 ]
 
 _D = "0-9\uff10-\uff19"  # ASCII and full-width digits
@@ -73,6 +74,28 @@ def redact(text: str) -> str:
     text = _PATH.sub(lambda m: safe_path_label(m.group(0)), text)
     text = _ID_LIKE.sub(lambda m: mask_id_number(m.group(0)), text)  # NFKC-folds full-width
     return _MOBILE.sub(_mask_mobile, text)
+
+
+_MASKED_ID = re.compile(r"(?<![0-9])[0-9]{6}\*{8}[0-9]{3}[0-9Xx](?![0-9])")
+_MASKED_MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]\*{4}[0-9]{4}(?![0-9])")
+_KIND_NAMES = {"<image>": "〔图片〕", "<video>": "〔视频〕", "<audio>": "〔语音〕", "<file>": "〔文件〕"}
+
+
+def redact_named(text: str, values: dict[str, str] | None = None) -> str:
+    """Redaction for what operators read (transcripts): each personal value replaced by the name of
+    what it is. `values` maps values known to the conversation (an item's value) to their item's
+    name (longest first: 〔姓名〕); then ID-number-like runs become 〔身份证号〕, mobiles 〔手机号〕 and
+    file paths their kind (〔图片〕)."""
+    if not text:
+        return text or ""
+    for value in sorted(values or {}, key=len, reverse=True):
+        if value:
+            text = text.replace(value, f"〔{values[value]}〕")
+    text = _PATH.sub(lambda m: _KIND_NAMES[safe_path_label(m.group(0))], text)
+    text = _ID_LIKE.sub("〔身份证号〕", text)
+    text = _MASKED_ID.sub("〔身份证号〕", text)  # the bot's own masked echo (110105********002X) too
+    text = _MOBILE.sub("〔手机号〕", text)
+    return _MASKED_MOBILE.sub("〔手机号〕", text)
 
 
 class RedactingFilter(logging.Filter):

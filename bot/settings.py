@@ -62,6 +62,7 @@ class Settings:
     smtp_max_mb: float = 25.0
     smtp_timeout_seconds: float = 60.0
     appeal_retention_days: float = 30.0  # after resolved/rejected, the package is deleted
+    transcript_days: float = 7.0  # DM turns kept (redacted, encrypted) for conversation review; 0 = none
     # Reading the platform's replies (imaplib); unset imap_host = no polling
     imap_host: str = ""
     imap_port: int = 993

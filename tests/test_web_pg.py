@@ -54,3 +54,22 @@ def test_the_console_reads_appeals_media_and_zips_from_the_database(pg_world):
     told = [u for u in app.state.console.store.unsent() if u.chat == "u1" and u.reply_to is None]
     assert told and "在看" in told[-1].text
     assert not (pg_world["settings"].data_dir / "appeals").exists()
+
+
+def test_conversation_review_reads_the_copied_transcripts_from_the_database(pg_world):
+    import re
+
+    from bot.web.app import create_app
+
+    c = logged_in(create_app(pg_world["settings"]))
+    listing = c.get("/conversations").text
+    convs = re.findall(r'href="/conversations/([0-9a-f]{16})"', listing)
+    assert len(convs) == 2 and "共 2 段对话" in listing  # u1's appeal, u2's unmatched message
+    assert len(re.findall(r'href="/conversations/([0-9a-f]{16})"', c.get("/conversations?misread=1").text)) >= 1
+    assert len(re.findall(r'href="/conversations/([0-9a-f]{16})"', c.get("/conversations?state=confirm").text)) == 1
+    pages = {conv: c.get(f"/conversations/{conv}").text for conv in convs}
+    u1 = next(conv for conv, html in pages.items() if "〔图片〕" in html)
+    assert "〔身份证号" in pages[u1] and ID_NUMBER not in "".join(pages.values())
+    seq = re.search(r'name="seq" value="(\d+)"', pages[u1]).group(1)
+    r = c.post(f"/conversations/{u1}/label", data={"csrf": csrf_of(pages[u1]), "seq": seq, "label": "dismiss"})
+    assert r.status_code == 303 and "已标注:dismiss" in c.get(f"/conversations/{u1}").text

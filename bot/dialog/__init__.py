@@ -33,4 +33,5 @@ Open for the rest:
     extract.py     an item's value inside a sentence
     slots.py, validators.py   the items' kinds and checks
     review.py      the materials looked at as a reviewer would (OCR)
+    transcript.py  the turn as operators review it (redacted text, replies, reading, misread)
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 from bot.dialog.acts import answer_then_question, edit_target
 from bot.dialog.registry import COMMANDS, SCENES, bound, in_appeal, scene_of, yes_no
 from bot.dialog.slots import MILITARY_SLOT, SLOTS
+from bot.dialog.transcript import reading_of
 from bot.dialog.turn import Turn
 from bot.kb import KnowledgeBase
 from bot.matching import Matcher
@@ -32,9 +33,12 @@ class Dispatch:
         turn = Turn(msg, conv, now, writes=writes if writes is not None else Writes())
         if msg.attachment is None:
             turn.reading = self.reader.read(msg.text or "")
+        original = turn.reading
         if msg.room:
             return await self._room(turn)
-        return await self._dm(turn)
+        replies = await self._dm(turn)
+        turn.writes.reading = reading_of(turn, original)  # for the transcript (bot/dialog/transcript.py)
+        return replies
 
     async def _dm(self, t: Turn) -> list[Outgoing]:
         msg, conv = t.msg, t.conv

@@ -14,8 +14,8 @@ from bot.kb.errors import KnowledgeError
 from bot.kb.loader import KnowledgeBase, load_knowledge
 
 LEARNED_FILE = "learned.yaml"
-HEADER = ("# Phrasings added by operators from the web console (/unmatched). Merged by the loader into\n"
-          "# the prompts and FAQ entries they name. Edit or delete freely, then #reload.\n")
+HEADER = ("# Phrasings added by operators from the web console (/unmatched, /conversations). Merged by the\n"
+          "# loader into the prompts, FAQ entries, intents and commands they name. Edit or delete freely, then #reload.\n")
 
 
 def _write(path: Path, text: str) -> None:
@@ -25,25 +25,37 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def add_phrasing(knowledge_dir: Path, kind: str, target: str | int, phrase: str) -> KnowledgeBase:
-    """Add `phrase` to prompt `target` (kind "prompt") or FAQ entry `target` (kind "faq").
+SECTIONS = {"prompt": "prompt_phrasings", "faq": "faq_phrasings", "intent": "intent_phrasings",
+            "command": "command_phrasings"}
 
-    Returns the new, validated base; raises KnowledgeError (and leaves the file as it was)."""
+
+def add_phrasing(knowledge_dir: Path, kind: str, target: str | int, phrase: str, check=None) -> KnowledgeBase:
+    """Add `phrase` to prompt `target` (kind "prompt"), FAQ entry, intent or command `target`
+    (kind "faq", "intent", "command").
+
+    Returns the new, validated base; raises KnowledgeError (and leaves the file as it was). `check`,
+    when given, is called with the new base before it is kept: whatever it raises puts the file
+    back too (the console refuses a phrasing that breaks a saved case unless confirmed)."""
     phrase = " ".join(phrase.split())
     if not phrase:
         raise KnowledgeError(knowledge_dir, None, "empty phrasing")
     path = Path(knowledge_dir) / LEARNED_FILE
     before = path.read_text(encoding="utf-8") if path.exists() else None
     data = (yaml.safe_load(before) if before else None) or {}
-    section = data.setdefault("learned", {}).setdefault("prompt_phrasings" if kind == "prompt" else "faq_phrasings", {})
+    if kind not in SECTIONS:
+        raise KnowledgeError(knowledge_dir, None, f"unknown kind of phrasing {kind!r}")
+    section = data.setdefault("learned", {}).setdefault(SECTIONS[kind], {})
     key = str(int(target)) if kind == "prompt" else str(target)
     phrases = section.setdefault(key, [])
     if phrase not in phrases:
         phrases.append(phrase)
     _write(path, HEADER + yaml.safe_dump(data, allow_unicode=True, sort_keys=True))
     try:
-        return load_knowledge(knowledge_dir)
-    except KnowledgeError:
+        kb = load_knowledge(knowledge_dir)
+        if check is not None:
+            check(kb)
+        return kb
+    except Exception:
         if before is None:
             path.unlink(missing_ok=True)
         else:

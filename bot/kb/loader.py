@@ -200,6 +200,21 @@ def _merge_learned(prompts, faq, learned_prompts, learned_faq):
             _add_phrasings(faq, learned_faq, "FAQ entry {!r}"))
 
 
+def _merge_learned_words(intents: dict, commands: dict, learned: list[tuple]) -> None:
+    """Add the phrasings operators taught to intents (whole-message phrasings) and commands (phrases)."""
+    for kind, name, phrase, path, line in learned:
+        if kind == "intent":
+            if name not in intents or name == "neutral":
+                raise KnowledgeError(path, line, f"learned phrasing for unknown intent {name!r}")
+            if phrase not in intents[name].phrasings:
+                intents[name] = dataclasses.replace(intents[name], phrasings=(*intents[name].phrasings, phrase))
+        else:
+            if name not in commands:
+                raise KnowledgeError(path, line, f"learned phrasing for unknown command {name!r}")
+            if phrase not in commands[name]:
+                commands[name] = (*commands[name], phrase)
+
+
 def _add_phrasings(entries: list[tuple], learned: list[tuple], what: str) -> list[tuple]:
     """entries: (entry, path, line) with `.id` and `.phrasings`; learned: (id, phrase, path, line)."""
     index = {e.id: i for i, (e, _, _) in enumerate(entries)}
@@ -229,6 +244,7 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
     responses: dict[str, tuple[str, Path, int]] = {}
     learned_prompts: list[tuple[int, str, Path, int]] = []  # phrasings operators added (learned.yaml)
     learned_faq: list[tuple[str, str, Path, int]] = []
+    learned_words: list[tuple[str, str, str, Path, int]] = []  # ("intent" | "command", name, phrase, path, line)
     digest = hashlib.sha256()
     for path in files:
         data, root = _read_file(path)
@@ -282,6 +298,10 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
         for fid, phrases in learned.get("faq_phrasings", {}).items():
             line = _line_of(root, ["learned", "faq_phrasings", fid])
             learned_faq += [(fid, ph, path, line) for ph in phrases]
+        for kind in ("intent", "command"):
+            for name, phrases in learned.get(f"{kind}_phrasings", {}).items():
+                line = _line_of(root, ["learned", f"{kind}_phrasings", name])
+                learned_words += [(kind, name, ph, path, line) for ph in phrases]
         for i, p in enumerate(data.get("prompts", [])):
             line = _line_of(root, ["prompts", i])
             if p.get("wildcard") and p["wildcard"] not in p["text"]:
@@ -302,6 +322,7 @@ def load_knowledge(knowledge_dir: Path | str) -> KnowledgeBase:
         if p.group not in groups:
             raise KnowledgeError(path, line, f"prompt {p.id}: unknown group {p.group!r}")
     prompts, faq = _merge_learned(prompts, faq, learned_prompts, learned_faq)
+    _merge_learned_words(intents, commands, learned_words)
     resolved: dict[str, Group] = {}
     for name, (g, path, line) in groups.items():
         missing = [n for n in g.get("notes", []) if n not in notes]

@@ -120,7 +120,8 @@ KB_SCHEMA = {
             },
         },
         "responses": {"type": "object", "additionalProperties": _text},
-        # Phrasings operators added from the web console's /unmatched (knowledge/learned.yaml).
+        # Phrasings operators added from the web console (/unmatched, a turn labelled in
+        # /conversations): knowledge/learned.yaml.
         "learned": {
             "type": "object",
             "additionalProperties": False,
@@ -128,6 +129,8 @@ KB_SCHEMA = {
                 "prompt_phrasings": {"type": "object", "propertyNames": {"pattern": "^[0-9]+$"},
                                      "additionalProperties": _words},
                 "faq_phrasings": {"type": "object", "additionalProperties": _words},
+                "intent_phrasings": {"type": "object", "additionalProperties": _words},
+                "command_phrasings": {"type": "object", "additionalProperties": _words},
             },
         },
         "prompts": {

@@ -20,6 +20,8 @@ from bot.kb import KnowledgeBase
 from bot.matching.normalize import clean, phonetic, to_simplified
 
 POLAR = ("affirm", "consent", "deny", "unsure")
+_ANSWERS = {"affirm": (True, False, False), "consent": (True, False, True), "deny": (False, False, False),
+            "unsure": (None, True, False)}  # (polarity, unsure, consent only) of each answer intent
 # Words that turn what follows into the answer that counts: "好的,不过暂时不需要" is a no.
 _CONTRAST = re.compile(r"但是|不过|可是|但")
 # Fillers a command may carry: "请帮我取消吧" is 取消.
@@ -129,12 +131,21 @@ class Reader:
         command = self._command(norm)
         hits = self._scan(norm)
         intents = {name for _, cue, names in hits for name in names} - set(POLAR) - {"neutral"}
+        fits: dict[str, float] = {}
         for phrase, name in self._phrasings:
-            if fuzz.ratio(norm, phrase) / 100 >= PHRASING_FIT:
+            fit = fuzz.ratio(norm, phrase) / 100
+            if fit >= PHRASING_FIT:
                 intents.add(name)
+                fits[name] = max(fit, fits.get(name, 0.0))
         polarity, unsure, consent_only = self._polarity(norm)
         covered = sum(len(cue) for _, cue, names in hits if names != {"neutral"})
         chit_chat = covered >= 0.6 * len(norm) and not norm.isdigit()
+        # A whole-message phrasing of an answer (e.g. one an operator taught from a misread turn)
+        # decides it where the cues say nothing, and always when it is the message exactly.
+        polar = sorted((fit, name) for name, fit in fits.items() if name in POLAR)
+        if polar and (polar[-1][0] >= 1.0 or (polarity is None and not unsure)):
+            polarity, unsure, consent_only = _ANSWERS[polar[-1][1]]
+            chit_chat = True
         item = None
         m = self._alias_re.search(norm)
         if m:

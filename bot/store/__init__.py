@@ -5,6 +5,7 @@
                    dedupe, the key check, the knowledge generation; what a backend provides
     appeals.py     appeals, statuses, the email thread, the IMAP position, the send queue
     operators.py   counters, unmatched messages, the console's users and audit log, room modes
+    transcripts.py the transcripts of recent turns, for conversation review
     records.py     Conversation, Writes (what a turn writes), TurnHold, statuses, errors
     sqlite.py      the embedded backend (files on disk: files.py)
     postgres.py    the shared backend (files as blob rows)

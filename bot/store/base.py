@@ -32,6 +32,7 @@ from bot.store.operators import OperatorQueries
 from bot.store.records import (
     DEFAULT_ACCOUNT, AlreadyProcessed, Conversation, KeyMismatch, TurnHold, Writes, _iso, _parse,
 )
+from bot.store.transcripts import TranscriptQueries
 
 KEY_CHECK = b"dayu-bot key check v1"
 
@@ -41,7 +42,7 @@ def _payload(r: Outgoing) -> dict:
             "state": r.state, "awaiting": r.awaiting, "appeal_id": r.appeal_id}
 
 
-class SqlStore(AppealQueries, OperatorQueries):
+class SqlStore(AppealQueries, OperatorQueries, TranscriptQueries):
     """The store's interface and its SQL; see the module docstring. The queries of appeals and of
     operators are mixins (`appeals.py`, `operators.py`); what a turn writes is `records.Writes`."""
 
@@ -158,6 +159,7 @@ class SqlStore(AppealQueries, OperatorQueries):
                             "ON CONFLICT (appeal_id) DO UPDATE SET attempts = excluded.attempts, "
                             "next_at = excluded.next_at, last_error = excluded.last_error",
                             (appeal_id, attempts, _iso(next_at), error)))
+        sts += [self._transcript_sql(row) for row in writes.transcripts]
         for appeal_id, kind, t, msg_id, subject, body, suggested, in_reply_to in writes.threads:
             sts.append(("INSERT INTO appeal_thread (appeal_id, kind, message_id, in_reply_to, subject, at, body, "
                         "suggested) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -201,7 +203,8 @@ class SqlStore(AppealQueries, OperatorQueries):
         return [("DELETE FROM conversations WHERE sender = ?", (sender,)),
                 *((f"DELETE FROM {table} WHERE appeal_id IN (SELECT appeal_id FROM appeals WHERE sender = ?)",
                    (sender,)) for table in ("appeal_history", "sends", "appeal_thread")),
-                ("DELETE FROM appeals WHERE sender = ?", (sender,))]
+                ("DELETE FROM appeals WHERE sender = ?", (sender,)),
+                ("DELETE FROM transcripts WHERE sender = ?", (sender,))]
 
     @staticmethod
     def _unmatched_sql(text: str, at: datetime) -> tuple[str, tuple]:

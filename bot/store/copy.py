@@ -8,7 +8,7 @@ copy leaves it empty. The same key must be used afterwards (it is checked before
 """
 from __future__ import annotations
 
-# Columns copied (schema version 8, in both backends; not the outbox's claim_until); rows are
+# Columns copied (schema version 9, in both backends; not the outbox's claim_until); rows are
 # read in insertion order, so the target's sequence columns keep it.
 TABLES: dict[str, tuple[str, ...]] = {
     "conversations": ("chat", "sender", "state", "data", "last_activity", "reminded", "account"),
@@ -27,6 +27,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "audit": ("at", "who", "action", "target", "source"),
     "appeal_thread": ("appeal_id", "kind", "message_id", "in_reply_to", "subject", "at", "body", "suggested"),
     "imap_state": ("mailbox", "uidvalidity", "last_uid"),
+    # (version 9; the turns get new seq numbers in the target, in the same order)
+    "transcripts": ("conv", "chat", "sender", "at", "state_before", "state_after", "prompt_id", "misread", "label",
+                    "labelled_by", "payload", "account"),
 }
 # What makes a target "not empty": any of these has a row.
 _DATA_TABLES = ("conversations", "processed", "appeals", "outbox", "web_users", "events")
@@ -42,7 +45,7 @@ def _order(store, table: str) -> str:
     if store.kind == "sqlite":
         return "rowid"
     return {"outbox": "id", "appeals": "seq", "appeal_history": "seq", "audit": "seq",
-            "appeal_thread": "seq"}.get(table, "1")
+            "appeal_thread": "seq", "transcripts": "seq"}.get(table, "1")
 
 
 def copy_store(src, dst, progress=print) -> dict[str, int]:

@@ -96,6 +96,16 @@ SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
         """CREATE TABLE imap_state (
             mailbox TEXT PRIMARY KEY, uidvalidity BIGINT NOT NULL, last_uid BIGINT NOT NULL)""",
     ]),
+    (9, "conversation transcripts for review (redacted, encrypted, kept transcript_days)", [
+        """CREATE TABLE transcripts (
+            seq BIGSERIAL PRIMARY KEY, conv TEXT NOT NULL, chat TEXT NOT NULL, sender TEXT NOT NULL,
+            at TEXT NOT NULL, state_before TEXT NOT NULL, state_after TEXT NOT NULL, prompt_id INTEGER,
+            misread TEXT NOT NULL DEFAULT '', label TEXT, labelled_by TEXT, payload BYTEA NOT NULL,
+            account TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX transcripts_conv ON transcripts (conv, seq)",
+        "CREATE INDEX transcripts_at ON transcripts (at)",
+        "CREATE INDEX transcripts_sender ON transcripts (sender)",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 

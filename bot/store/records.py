@@ -96,6 +96,10 @@ class Writes:
     threads: list[tuple] = field(default_factory=list)
     imap_positions: list[tuple[str, int, int]] = field(default_factory=list)  # (mailbox, uidvalidity, last_uid)
     meta: list[tuple[str, bytes | None]] = field(default_factory=list)  # (key, value or None = delete)
+    # (conv, chat, sender, at, state_before, state_after, prompt_id, misread, payload): one turn's
+    # transcript (bot/dialog/transcript.py; the payload is redacted there and encrypted by the store)
+    transcripts: list[tuple] = field(default_factory=list)
+    reading: dict | None = None  # how the dialog read the message (for the transcript), not stored as such
 
     def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
         self.events.append((kind, at, prompt_id))
@@ -131,6 +135,11 @@ class Writes:
     def set_meta(self, key: str, value: bytes | None) -> None:
         """A small named value in `meta`, written with the turn (None deletes it)."""
         self.meta.append((key, value))
+
+    def add_transcript(self, conv: str, chat: str, sender: str, at: datetime, state_before: str,
+                       state_after: str, prompt_id: int | None, misread: list[str], payload: dict) -> None:
+        self.transcripts.append((conv, chat, sender, at, state_before, state_after, prompt_id,
+                                 ",".join(misread), payload))
 
     def drop_send(self, appeal_id: str) -> None:
         self.sends.append((appeal_id, None, 0, None))

@@ -91,6 +91,16 @@ SCHEMA_VERSIONS: list[tuple[int, str, list]] = [
         """CREATE TABLE IF NOT EXISTS imap_state (
             mailbox TEXT PRIMARY KEY, uidvalidity INTEGER NOT NULL, last_uid INTEGER NOT NULL)""",
     ]),
+    (9, "conversation transcripts for review (redacted, encrypted, kept transcript_days)", [
+        """CREATE TABLE IF NOT EXISTS transcripts (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, conv TEXT NOT NULL, chat TEXT NOT NULL, sender TEXT NOT NULL,
+            at TEXT NOT NULL, state_before TEXT NOT NULL, state_after TEXT NOT NULL, prompt_id INTEGER,
+            misread TEXT NOT NULL DEFAULT '', label TEXT, labelled_by TEXT, payload BLOB NOT NULL,
+            account TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX IF NOT EXISTS transcripts_conv ON transcripts (conv, seq)",
+        "CREATE INDEX IF NOT EXISTS transcripts_at ON transcripts (at)",
+        "CREATE INDEX IF NOT EXISTS transcripts_sender ON transcripts (sender)",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 

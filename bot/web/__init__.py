@@ -4,5 +4,6 @@
     site.py        what every page shares: console parts, login guard, security headers, charts
     appeals.py     the appeals pages (list, one appeal, status, files, export)
     knowledge.py   unmatched messages (teach a phrasing), the knowledge base, charts, audit log
+    review.py      conversation review: transcripts, the misread filter, labels (learned.yaml + a case)
     auth.py        passwords, sessions, CSRF, lockout;  serve.py: `python -m bot web`
 """

@@ -13,7 +13,7 @@ out; views, reveals, exports, status changes and logins are audited (who, when, 
 never with personal data; media are streamed decrypted with `Cache-Control: no-store`.
 
 Open for what: `site.py` (what every page shares: the console's parts, the login guard, the
-security headers, names, times, charts), `appeals.py` (the appeals pages), `knowledge.py`
+security headers, names, times, charts), `appeals.py` (the appeals pages), `review.py` (conversation review and labels), `knowledge.py`
 (unmatched messages, the knowledge base, charts, the audit log), `auth.py` (passwords, sessions,
 CSRF), `serve.py` (`python -m bot web`). Here: login, logout and the app put together.
 """
@@ -31,7 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot import monitoring
-from bot.web import appeals, auth, knowledge
+from bot.web import appeals, auth, knowledge, review
 from bot.web.site import HERE, Console, SecurityHeaders, Site
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def create_app(settings) -> Starlette:
         *monitoring.routes(monitoring.Health(console.store, lambda: console.kb is not None)),
         *appeals.routes(site),
         *knowledge.routes(site),
+        *review.routes(site),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [Middleware(SecurityHeaders), Middleware(SessionMiddleware, secret_key=auth.session_secret(settings.data_dir),

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from bot.admin.commands import unmatched_label
 from bot.kb import KnowledgeError
 from bot.kb.learned import add_phrasing
+from bot.matching.cases import CasesBroken
 from bot.web.site import STATUS_NAMES, Site, bar_chart, kb_diff
 
 
@@ -76,12 +77,20 @@ def routes(site: Site) -> list[Route]:
 
     @guarded
     async def kb_reload(request: Request):
+        confirmed = request.state.form.get("confirm") == "1"
         try:
-            old, new = await asyncio.to_thread(console.reload_kb)
+            old, new = await asyncio.to_thread(console.reload_kb, confirmed)
         except KnowledgeError as exc:
             audit(request, "kb_reload_failed")
             where = f"{exc.file}" + (f" 第 {exc.line} 行" if exc.line else "")
             return page(request, "kb.html", kb=console.kb, result={"ok": False, "text": f"{where}:{exc.reason}"})
+        except CasesBroken as exc:  # shown with a confirm box; nothing changed
+            audit(request, "kb_reload_refused")
+            return page(request, "kb.html", kb=console.kb, status_code=409, result={
+                "ok": False, "confirm": True, "text": f"会让 {len(exc.broken)} 个已保存的用例不再成立:\n{exc}"})
+        except ValueError as exc:  # a malformed learned_cases.jsonl
+            audit(request, "kb_reload_failed")
+            return page(request, "kb.html", kb=console.kb, result={"ok": False, "text": str(exc)})
         audit(request, "kb_reload")
         return page(request, "kb.html", kb=new, result={"ok": True, "text": kb_diff(old, new)})
 

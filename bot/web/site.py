@@ -61,9 +61,17 @@ class Console:
         self.vault, self.store = open_key_and_store(settings)
         self.kb = load_knowledge(settings.knowledge_dir)
 
-    def reload_kb(self):
+    def reload_kb(self, confirmed: bool = True):
+        """Reload the knowledge files; unless `confirmed`, raise CasesBroken (keeping the old base)
+        when the new one breaks a saved regression case (knowledge/learned_cases.jsonl)."""
+        from bot.matching.cases import CasesBroken, broken_cases, load_cases
+
         old = self.kb
-        self.kb = load_knowledge(self.settings.knowledge_dir)
+        new = load_knowledge(self.settings.knowledge_dir)
+        broken = [] if confirmed else broken_cases(new, load_cases(self.settings.knowledge_dir))
+        if broken:
+            raise CasesBroken(broken)
+        self.kb = new
         self.store.bump_kb_generation()  # every bot process on this store reloads on its next tick
         return old, self.kb
 
@@ -77,6 +85,7 @@ class Site:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(status_names=STATUS_NAMES, route_names=ROUTE_NAMES)
         self.templates.env.filters["when"] = china_time
+        self.templates.env.globals["faq_question"] = faq_question  # FAQ choices show the question, not the id
 
     def page(self, request: Request, name: str, status_code: int = 200, **context) -> Response:
         context.update(user=request.session.get("user"), csrf=auth.csrf_token(request.session), path=request.url.path)
@@ -112,6 +121,12 @@ class Site:
                 request.state.form = form
             return await handler(request)
         return wrapper
+
+
+def faq_question(entry) -> str:
+    """An FAQ entry as operators recognise it: its first phrasing (a question), else its first cue."""
+    first = (entry.phrasings or entry.cues or (entry.id,))[0]
+    return first.replace("{item}", "某项")
 
 
 def kb_diff(old, new) -> str:
