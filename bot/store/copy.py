@@ -8,7 +8,7 @@ copy leaves it empty. The same key must be used afterwards (it is checked before
 """
 from __future__ import annotations
 
-# Columns copied (schema version 8, in both backends; not the outbox's claim_until); rows are
+# Columns copied (schema version 10, in both backends; not the outbox's claim_until); rows are
 # read in insertion order, so the target's sequence columns keep it.
 TABLES: dict[str, tuple[str, ...]] = {
     "conversations": ("chat", "sender", "state", "data", "last_activity", "reminded", "account"),
@@ -27,9 +27,10 @@ TABLES: dict[str, tuple[str, ...]] = {
     "audit": ("at", "who", "action", "target", "source"),
     "appeal_thread": ("appeal_id", "kind", "message_id", "in_reply_to", "subject", "at", "body", "suggested"),
     "imap_state": ("mailbox", "uidvalidity", "last_uid"),
+    "funnel": ("attempt", "step", "slot", "prompt_id", "route", "appeal_id", "at"),
 }
 # What makes a target "not empty": any of these has a row.
-_DATA_TABLES = ("conversations", "processed", "appeals", "outbox", "web_users", "events")
+_DATA_TABLES = ("conversations", "processed", "appeals", "outbox", "web_users", "events", "funnel")
 FILE_FOLDERS = ("files", "appeals")
 
 

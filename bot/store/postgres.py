@@ -95,6 +95,12 @@ SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
             FROM appeals WHERE message_id IS NOT NULL AND sent_at IS NOT NULL""",
         """CREATE TABLE imap_state (
             mailbox TEXT PRIMARY KEY, uidvalidity BIGINT NOT NULL, last_uid BIGINT NOT NULL)""",
+    ]),    (10, "the appeal funnel: each attempt's steps, at most once each (no personal data)", [
+        """CREATE TABLE funnel (
+            attempt TEXT NOT NULL, step TEXT NOT NULL, slot TEXT NOT NULL DEFAULT '', prompt_id INTEGER,
+            route TEXT, appeal_id TEXT, at TEXT NOT NULL, PRIMARY KEY (attempt, step, slot))""",
+        "CREATE INDEX funnel_at ON funnel (at)",
+        "CREATE INDEX funnel_appeal ON funnel (appeal_id)",
     ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]

@@ -96,9 +96,17 @@ class Writes:
     threads: list[tuple] = field(default_factory=list)
     imap_positions: list[tuple[str, int, int]] = field(default_factory=list)  # (mailbox, uidvalidity, last_uid)
     meta: list[tuple[str, bytes | None]] = field(default_factory=list)  # (key, value or None = delete)
+    # (attempt, step, slot, prompt_id, route, appeal_id, at): the appeal funnel (bot/store/funnel.py)
+    funnel: list[tuple] = field(default_factory=list)
 
     def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
         self.events.append((kind, at, prompt_id))
+
+    def step(self, attempt: str, step: str, at: datetime, prompt_id: int | None = None, slot: str = "",
+             route: str | None = None, appeal_id: str | None = None) -> None:
+        """A step of the appeal funnel reached by `attempt` (kept once per attempt, step and slot)."""
+        if not any(r[0] == attempt and r[1] == step and r[2] == slot for r in self.funnel):
+            self.funnel.append((attempt, step, slot, prompt_id, route, appeal_id, at))
 
     def record_unmatched(self, text: str, at: datetime) -> None:
         self.unmatched.append((text, at))

@@ -90,6 +90,12 @@ SCHEMA_VERSIONS: list[tuple[int, str, list]] = [
             FROM appeals WHERE message_id IS NOT NULL AND sent_at IS NOT NULL""",
         """CREATE TABLE IF NOT EXISTS imap_state (
             mailbox TEXT PRIMARY KEY, uidvalidity INTEGER NOT NULL, last_uid INTEGER NOT NULL)""",
+    ]),    (10, "the appeal funnel: each attempt's steps, at most once each (no personal data)", [
+        """CREATE TABLE IF NOT EXISTS funnel (
+            attempt TEXT NOT NULL, step TEXT NOT NULL, slot TEXT NOT NULL DEFAULT '', prompt_id INTEGER,
+            route TEXT, appeal_id TEXT, at TEXT NOT NULL, PRIMARY KEY (attempt, step, slot))""",
+        "CREATE INDEX IF NOT EXISTS funnel_at ON funnel (at)",
+        "CREATE INDEX IF NOT EXISTS funnel_appeal ON funnel (appeal_id)",
     ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
