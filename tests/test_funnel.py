@@ -75,7 +75,7 @@ def test_stats_json_and_its_periods(world):
     bad = stats_cli(world, "--since", "24.11.2026")
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
     text = stats_cli(world)
-    assert text.returncode == 0 and "确认提交" in text.stdout and "最多人停在: 身份证号码" in text.stdout
+    assert text.returncode == 0 and "确认提交" in text.stdout and "最多人停在:身份证号码(邮箱/人工客服,2 人)" in text.stdout
 
 
 def logged_in(app) -> TestClient:
@@ -135,3 +135,40 @@ def test_the_web_consoles_status_change_is_a_step(world, tmp_path):
     assert r.status_code == 303
     report = json.loads(stats_cli(world, "--json").stdout)
     assert {s["step"]: s["count"] for s in report["funnel"]}["resolved"] == 1
+
+
+def test_what_began_before_the_funnel_adds_no_steps(world):
+    """An appeal confirmed before version 10 has no attempt: its later statuses are not steps."""
+    from datetime import datetime, timezone
+
+    from bot.store import Writes
+
+    store = open_store(world)
+    try:
+        at = datetime(2026, 11, 20, tzinfo=timezone.utc)
+        w = Writes()
+        w.add_appeal("AP-20261120-OLD001", "u-old", "email", 2, "-", at)
+        store.commit_turn(None, None, at, w, [])
+        w = Writes()
+        w.set_status("AP-20261120-OLD001", "resolved", at, "cli:test")
+        store.commit_turn(None, None, at, w, [])
+        assert store.appeal("AP-20261120-OLD001")["status"] == "resolved"
+        assert not store._query("SELECT 1 FROM funnel WHERE appeal_id = 'AP-20261120-OLD001'")
+    finally:
+        store.close()
+
+
+async def test_a_conversation_from_before_the_funnel_is_not_counted_halfway(driver):
+    """Mid-collection at the migration (no attempt in the conversation): its items and 确认 are not
+    counted; its next remedy begins an attempt as usual."""
+    from bot.store import Conversation
+
+    store = driver.engine.store
+    store.save(Conversation("u9", "u9", "collecting", {"prompt_id": 2, "route": "email", "slots": {},
+                                                       "failures": {}, "awaiting": "account_name"}))
+    r = await driver.say("小鱼的美食日记", "u9")
+    assert r["awaiting"] == "real_name"
+    assert store.funnel_rows() == []
+    await driver.say("取消", "u9")
+    await driver.say("人脸与公安网照片不一致,请确保是账户本人操作", "u9")
+    assert sorted((r["step"], r["prompt_id"]) for r in store.funnel_rows()) == [("offered", 2), ("remedy", 2)]

@@ -4,5 +4,6 @@
     site.py        what every page shares: console parts, login guard, security headers, charts
     appeals.py     the appeals pages (list, one appeal, status, files, export)
     knowledge.py   unmatched messages (teach a phrasing), the knowledge base, charts, audit log
+    funnel.py      the appeal funnel on /stats as SVG, the period picked
     auth.py        passwords, sessions, CSRF, lockout;  serve.py: `python -m bot web`
 """
