@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from funnel_script import build_world, check_report, expected_median
+from test_appeal_delivery import smtp  # noqa: F401 (fixture)
 from web_support import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,3 +173,31 @@ async def test_a_conversation_from_before_the_funnel_is_not_counted_halfway(driv
     await driver.say("取消", "u9")
     await driver.say("人脸与公安网照片不一致,请确保是账户本人操作", "u9")
     assert sorted((r["step"], r["prompt_id"]) for r in store.funnel_rows()) == [("offered", 2), ("remedy", 2)]
+
+
+async def test_the_send_queue_and_the_admins_command_record_their_steps(tmp_path, media, smtp):
+    """The real paths: 确认 queues the email, the tick's send queue sends it over SMTP (`sent`), an
+    admin's `#appeal ID 未通过` in a DM (`rejected`); each once, with the status change."""
+    from driver import Driver, email_answers, run_appeal
+    from test_appeal_delivery import at, smtp_env
+
+    d = await Driver.open(tmp_path, BOT_OCR_ENABLED="false", **smtp_env(smtp))
+    try:
+        final, _ = await run_appeal(d, email_answers(media), "没有")
+        store = d.engine.store
+        steps = lambda: sorted(r["step"] for r in store.funnel_rows() if r["step"] not in ("item", "filled"))  # noqa: E731
+        assert steps() == ["accepted", "confirmed", "offered", "remedy", "route_email"]
+        await d.send(tick=at(60))
+        await d.send(tick=at(120))
+        assert len(smtp.box.received) == 1 and store.appeal(final["appeal_id"])["status"] == "sent"
+        assert steps() == ["accepted", "confirmed", "offered", "remedy", "route_email", "sent"]
+        for _ in range(2):
+            r = await d.say(f"#appeal {final['appeal_id']} 未通过", user="boss")
+            assert final["appeal_id"] in r["text"], r
+        assert store.appeal(final["appeal_id"])["status"] == "rejected"
+        assert steps() == ["accepted", "confirmed", "offered", "rejected", "remedy", "route_email", "sent"]
+        rows = [r for r in store.funnel_rows() if r["step"] in ("sent", "rejected")]
+        assert {r["appeal_id"] for r in rows} == {final["appeal_id"]} and {r["prompt_id"] for r in rows} == {2}
+        assert {r["route"] for r in rows} == {"email"}
+    finally:
+        await d.close()
