@@ -201,3 +201,34 @@ async def test_the_send_queue_and_the_admins_command_record_their_steps(tmp_path
         assert {r["route"] for r in rows} == {"email"}
     finally:
         await d.close()
+
+
+def test_an_attempt_that_changes_route_counts_each_routes_items_apart(kb):
+    """重新开始 keeps the attempt; choosing the other route then: each route's items are its own, and
+    where it stopped is on the route it chose last."""
+    from bot.stats.funnel import funnel_report
+
+    def row(step, slot="", route=None, minute=0):
+        return {"attempt": "a1", "step": step, "slot": slot, "prompt_id": 2, "route": route, "appeal_id": None,
+                "at": f"2026-11-24T02:{minute:02d}:00+00:00"}
+
+    rows = [row("remedy"), row("offered"), row("accepted", minute=1), row("route_email", route="email", minute=2),
+            row("item", "account_name", "email", 2), row("filled", "account_name", "email", 3),
+            row("item", "real_name", "email", 3), row("item", "id_handheld_photo", "email", 3),
+            row("route_online", route="online", minute=5), row("item", "failure_video", "online", 5),
+            row("filled", "failure_video", "online", 6), row("item", "id_handheld_photo", "online", 6)]
+
+    class Rows:
+        def funnel_rows(self, since=None, until=None):
+            return rows
+
+        def funnel_first_at(self):
+            return rows[0]["at"]
+
+    report = funnel_report(Rows(), kb)
+    items = {(i["route"], i["slot"]): (i["reached"], i["filled"], i["stopped"]) for i in report["items"]}
+    assert items[("online", "id_handheld_photo")] == (1, 0, 1)  # stopped here, on the route chosen last
+    assert items[("email", "id_handheld_photo")] == (1, 0, 0) and items[("email", "account_name")] == (1, 1, 0)
+    assert items[("online", "id_front_photo")] == (0, 0, 0)
+    assert report["stop_item"] == {"route": "online", "slot": "id_handheld_photo", "stopped": 1}
+    assert [g["group"] for g in report["groups"]] == ["identity_check"] and report["attempts"] == 1

@@ -32,10 +32,10 @@ def _attempts(rows: list[dict]) -> dict[str, dict]:
             a["prompt_id"] = r["prompt_id"]
         if r["route"] and a["route"] is None:
             a["route"] = r["route"]
-        if r["step"] == "item":
-            a["reached"].add(r["slot"])
+        if r["step"] == "item":  # by route: after 重新开始 an attempt may take the other one
+            a["reached"].add((r["route"], r["slot"]))
         elif r["step"] == "filled":
-            a["filled"].add(r["slot"])
+            a["filled"].add((r["route"], r["slot"]))
         else:
             a["steps"].setdefault(r["step"], r["at"])
             if r["step"].startswith("route_"):
@@ -46,7 +46,7 @@ def _attempts(rows: list[dict]) -> dict[str, dict]:
 def _route_slots(kb, route: str, attempts: list[dict]) -> list[str]:
     """The route's item slots in the knowledge's order, then any others the rows name (an older base)."""
     order = [m.slot for m in kb.routes[route].materials] if kb is not None and route in kb.routes else []
-    seen = sorted({s for a in attempts if a["route"] == route for s in a["reached"] | a["filled"]} - set(order))
+    seen = sorted({s for a in attempts for r, s in a["reached"] | a["filled"] if r == route} - set(order))
     return order + seen
 
 
@@ -65,18 +65,18 @@ def _report(attempts: list[dict], kb) -> dict:
         funnel.append(entry)
     items, stops = [], {}
     for route in ROUTES:
-        on_route = [a for a in attempts if a["route"] == route]
+        on_route = [a for a in attempts if any(r == route for r, _ in a["reached"])]
         slots = _route_slots(kb, route, on_route)
         for a in on_route:
-            if "confirmed" in a["steps"] or not a["reached"]:
-                continue
+            if "confirmed" in a["steps"] or a["route"] != route:
+                continue  # stopped where it was last: on the route it chose last
             # where this attempt stopped: the first item asked but never given (else: at the summary)
-            stop = next((s for s in slots if s in a["reached"] and s not in a["filled"]), "")
+            stop = next((s for s in slots if (route, s) in a["reached"] and (route, s) not in a["filled"]), "")
             stops[(route, stop)] = stops.get((route, stop), 0) + 1
         before = None
         for s in slots:
-            reached = sum(1 for a in on_route if s in a["reached"])
-            filled = sum(1 for a in on_route if s in a["filled"])
+            reached = sum(1 for a in on_route if (route, s) in a["reached"])
+            filled = sum(1 for a in on_route if (route, s) in a["filled"])
             items.append({"route": route, "slot": s, "reached": reached, "filled": filled,
                           "stopped": stops.get((route, s), 0),
                           "dropped": max(0, before - reached) if before is not None else None})
