@@ -1,4 +1,4 @@
-"""Command line: `python -m bot {chat,match,kb,replay,run,appeals}`."""
+"""Command line: `python -m bot {chat,match,kb,replay,run,web,db,appeals,stats}`."""
 from __future__ import annotations
 
 import argparse
@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("appeal_id")
     p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("stats", help="the appeal funnel, per prompt group and in total")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="attempts that began on or after this day")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="attempts that began on or before this day")
     return ap
 
 
@@ -270,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             from bot.appeals.cli import appeals_command
 
             return appeals_command(settings, args)
+        if args.command == "stats":
+            from bot.stats.cli import stats_command
+
+            return stats_command(settings, args)
     except (StartupError, AppealKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -96,6 +96,7 @@ async def test_stats_unmatched_and_appeals(admin_driver, media):
     await run_appeal(admin_driver, online_answers(media), "有", user="u6")
     stats = (await admin_driver.say("#stats", user="boss"))["text"]
     assert "#13:1" in stats and "完成 1" in stats and "开始 1" in stats
+    assert "【申诉漏斗 近 7 天】处理办法 2 → 提出申诉 1 → 同意 1 → 线上反馈 1 / 邮箱 0 → 确认 1" in stats
     unmatched = (await admin_driver.say("#unmatched", user="boss"))["text"]
     assert "[空闲] 怎么开通直播 ×2" in unmatched and "11010519491231002X" not in unmatched
     appeals = (await admin_driver.say("#appeals", user="boss"))["text"]

@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -209,6 +210,7 @@ def test_an_sqlite_deployment_moves_to_postgresql_mid_appeal(postgres_server, tm
     copied = cli("db", "copy", "--from", source, "--to", url, data=tmp_path / "x")
     assert copied.returncode == 0, copied.stderr
     assert "conversations 1" in copied.stdout and "files 3" in copied.stdout
+    assert re.search(r"funnel [1-9]", copied.stdout)  # the funnel's steps so far (remedy, offer, items ...)
     again = cli("db", "copy", "--from", source, "--to", url, data=tmp_path / "x")
     assert again.returncode == 2 and "not empty" in again.stderr
 
@@ -230,3 +232,6 @@ def test_an_sqlite_deployment_moves_to_postgresql_mid_appeal(postgres_server, tm
     got = by_message([r for _, r in one.replies])
     assert got == baseline
     _check_package(url, tmp_path, [(n, r) for n, r in one.replies if n == "main-pg"], media)
+    stats = cli("stats", "--json", url=url, data=tmp_path / "x")  # one attempt, begun on SQLite, confirmed here
+    counts = {s["step"]: s["count"] for s in json.loads(stats.stdout)["funnel"]}
+    assert (counts["remedy"], counts["accepted"], counts["route_email"], counts["confirmed"]) == (1, 1, 1, 1)

@@ -237,7 +237,7 @@ def test_a_bad_teaching_keeps_the_file(app, world):
 def test_stats_and_kb_pages(app, world):
     c = logged_in(app)
     s = c.get("/stats").text
-    assert s.count("<svg") == 3 and "各状态的申诉数" in s
+    assert s.count('<svg class="chart"') == 3 and "各状态的申诉数" in s and 'class="funnel"' in s
     k = c.get("/kb")
     assert "版本" in k.text and "18 条" in k.text
     r = c.post("/kb/reload", data={"csrf": csrf_of(k.text)})

@@ -108,7 +108,22 @@ class AdminCommands:
                          f"待确认(suggest) {c.get('suggest', 0)};未命中(none) {c.get('none', 0)};"
                          f"申诉 开始 {c.get('appeal_started', 0)} / 完成 {c.get('appeal_finished', 0)} / "
                          f"放弃 {c.get('appeal_abandoned', 0)}")
+        lines.append(self._funnel_line(now))
         return "\n".join(lines)
+
+    def _funnel_line(self, now: datetime) -> str:
+        """The appeal funnel of the attempts begun in the last 7 days, in one line (/stats draws it)."""
+        from bot.stats.funnel import funnel_report, item_label
+
+        kb = self.engine.snapshot.kb
+        r = funnel_report(self.engine.store, kb, now - timedelta(days=7))
+        n = {s["step"]: s["count"] for s in r["funnel"]}
+        line = (f"【申诉漏斗 近 7 天】处理办法 {n['remedy']} → 提出申诉 {n['offered']} → 同意 {n['accepted']} → "
+                f"线上反馈 {n['route_online']} / 邮箱 {n['route_email']} → 确认 {n['confirmed']} → "
+                f"已发送 {n['sent']} → 平台回复 {n['replied']} → 已通过 {n['resolved']} / 未通过 {n['rejected']}")
+        if r["stop_item"]:
+            line += f";最多人停在 {item_label(kb, r['stop_item']['route'], r['stop_item']['slot'])}"
+        return line
 
     def _unmatched(self, now: datetime) -> str:
         rows = self.engine.store.top_unmatched_all(now - timedelta(days=7), limit=15)

@@ -5,6 +5,7 @@ a conversation dropped."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 from bot.appeals.crypto import Vault
 from bot.dialog import validators as v
@@ -103,6 +104,27 @@ class DialogBase:
             t.writes.record("none", t.now)
             if unmatched:
                 self._record_unmatched(t)
+
+    def _step(self, t: Turn, step: str, slot: str = "", start: bool = False, appeal_id: str | None = None) -> None:
+        """A step of the appeal funnel (bot/store/funnel.py), committed with the turn. An attempt
+        begins at a remedy (`start`: a new key, kept in the conversation until the appeal is
+        confirmed or dropped); its later steps count once each. No attempt (a conversation from
+        before the funnel existed): nothing is recorded. A supplement (需补充) is not part of it."""
+        if t.data.get("supplement"):
+            return
+        if start:
+            t.data["attempt"] = secrets.token_hex(8)
+        if t.data.get("attempt"):
+            t.writes.step(t.data["attempt"], step, t.now, t.data.get("prompt_id"), slot, t.data.get("route"),
+                          appeal_id)
+
+    def _step_filled(self, t: Turn) -> None:
+        """The route's items collected so far, each counted once per attempt as filled."""
+        if t.data.get("route"):
+            slots = t.data.get("slots") or {}
+            for m in self._materials(t):
+                if m.slot in slots:
+                    self._step(t, "filled", m.slot)
 
     def _record_unmatched(self, t: Turn) -> None:
         text = redact(" ".join((t.msg.text or "").split()))[:120]

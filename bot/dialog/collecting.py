@@ -17,11 +17,13 @@ from bot.privacy import has_mobile_number
 class CollectingScene:
     def _ask_next(self, t: Turn, prefix: str = "") -> list[Outgoing]:
         missing = self._missing(t)
+        self._step_filled(t)
         if t.data.pop("editing", False) or not missing:
             return self._summary(t, prefix)
         m = missing[0]
         total = len(self._materials(t))
         number = f"({total - len(missing) + 1}/{total}) "
+        self._step(t, "item", m.slot)  # reached: asked for the first time in this attempt
         if m.slot == MILITARY_SLOT:
             t.conv.state, t.data["awaiting"] = "military", "military"
             return [self._say(t, prefix + number + self.r("ask_military"))]

@@ -44,7 +44,9 @@ class Commands:
     async def _cmd_restart(self, t: Turn) -> list[Outgoing]:
         prompt_id = t.data.get("prompt_id")
         self._drop_collected(t.writes, t.data)
-        t.conv.data = {"prompt_id": prompt_id} if prompt_id else {}
+        # the funnel's attempt goes on (its items are not counted twice)
+        kept = {k: t.data[k] for k in ("prompt_id", "attempt") if t.data.get(k)}
+        t.conv.data = kept if prompt_id else {}
         if prompt_id and self.kb.group_of(prompt_id) and self.kb.group_of(prompt_id).appeal:
             return self._start_appeal(t)
         t.conv.state = "idle"

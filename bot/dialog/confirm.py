@@ -113,6 +113,8 @@ class ConfirmScene:
         masked = v.mask_id_number(values["id_number"]) if values.get("id_number") else "-"
         t.writes.add_appeal(appeal_id, t.msg.sender, route, record["prompt_id"], masked, t.now)
         t.writes.record("appeal_finished", t.now, record["prompt_id"])
+        self._step_filled(t)
+        self._step(t, "confirmed", appeal_id=appeal_id)
         self._drop_collected(t.writes, t.data)
         t.conv.state, t.conv.data = "idle", {}
         items = "、".join(m.label for m in r.materials)

@@ -54,8 +54,11 @@ class IdleScene:
             t.data["prompt_name"] = room.data["prompt_name"]
         group = self.kb.group_of(prompt_id)
         shown = self._prompt_text(prompt_id, name=t.data.get("prompt_name"))
-        if group.appeal:
+        if group.appeal:  # the offer goes on the attempt the group's remedy began
             t.conv.state = "appeal_offer"
+            if room.data.get("attempt"):
+                t.data["attempt"] = room.data["attempt"]
+            self._step(t, "offered", start=not t.data.get("attempt"))
             question = self.r("ask_appeal_offer")
         else:
             question = self._render(group.chat or group.remedy, name=t.data.get("prompt_name"))
@@ -119,11 +122,14 @@ class IdleScene:
         if room:
             t.conv.state = "idle"
             t.conv.data = {"prompt_id": prompt_id}
+            self._step(t, "remedy", start=True)
             if group.appeal:
                 text += "\n" + self.r("room_appeal_hint")
             return [self._say(t, text, mention=True, prompt_id=prompt_id)]
+        self._step(t, "remedy", start=True)
         if group.appeal:
             t.conv.state = "appeal_offer"
+            self._step(t, "offered")
             text += "\n" + self.r("appeal_offer")
         else:
             t.conv.state = "idle"

@@ -36,6 +36,7 @@ class OfferScene:
         t.conv.state = "route"
         t.data.update(slots={}, failures={}, started_at=t.now.isoformat())
         t.writes.record("appeal_started", t.now, t.data.get("prompt_id"))
+        self._step(t, "accepted", start=not t.data.get("attempt"))  # 申诉 with no remedy before: begins one
         return [self._say(t, self.r("appeal_start", question=self.kb.items["route"].ask))]
 
     async def _state_route(self, t: Turn, text: str) -> list[Outgoing]:
@@ -49,6 +50,7 @@ class OfferScene:
             return [self._say(t, self.r("reask_fact", question=self.kb.items["route"].ask))]
         route = "online" if rd.polarity else "email"
         t.data["route"] = route
+        self._step(t, f"route_{route}")
         r = self.kb.routes[route]
         items = "\n".join(f"{CIRCLED[i]}{m.label}" for i, m in enumerate(r.materials))
         return [self._say(t, self.r(f"route_{route}", count=len(r.materials), items=items)), *self._ask_next(t)]

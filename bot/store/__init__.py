@@ -6,6 +6,7 @@
     appeals.py     appeals, statuses, the email thread, the IMAP position, the send queue
     operators.py   counters, unmatched messages, the console's users and audit log, room modes
     transcripts.py the transcripts of recent turns, for conversation review
+    funnel.py      the appeal funnel: a turn's steps and a status change's, the rows for a report
     records.py     Conversation, Writes (what a turn writes), TurnHold, statuses, errors
     sqlite.py      the embedded backend (files on disk: files.py)
     postgres.py    the shared backend (files as blob rows)

@@ -28,6 +28,7 @@ from bot import metrics
 from bot.appeals.crypto import VaultError
 from bot.messages import Outgoing
 from bot.store.appeals import AppealQueries
+from bot.store.funnel import FunnelQueries
 from bot.store.operators import OperatorQueries
 from bot.store.records import (
     DEFAULT_ACCOUNT, AlreadyProcessed, Conversation, KeyMismatch, TurnHold, Writes, _iso, _parse,
@@ -42,7 +43,7 @@ def _payload(r: Outgoing) -> dict:
             "state": r.state, "awaiting": r.awaiting, "appeal_id": r.appeal_id}
 
 
-class SqlStore(AppealQueries, OperatorQueries, TranscriptQueries):
+class SqlStore(AppealQueries, OperatorQueries, TranscriptQueries, FunnelQueries):
     """The store's interface and its SQL; see the module docstring. The queries of appeals and of
     operators are mixins (`appeals.py`, `operators.py`); what a turn writes is `records.Writes`."""
 
@@ -136,6 +137,8 @@ class SqlStore(AppealQueries, OperatorQueries, TranscriptQueries):
         if writes.events:  # one statement for all
             sts.append(("INSERT INTO events (kind, prompt_id, at) VALUES " + ", ".join(["(?, ?, ?)"] * len(writes.events)),
                         tuple(x for k, t, p in writes.events for x in (k, p, _iso(t)))))
+        if writes.funnel:  # before the statuses: an appeal's status steps follow its confirmed step
+            sts.append(self._funnel_sql(writes.funnel))
         sts += [self._unmatched_sql(text, t) for text, t in writes.unmatched]
         sts += [self._not_understood_sql(text, state, awaiting, t)
                 for text, state, awaiting, t in writes.not_understood]
@@ -147,6 +150,7 @@ class SqlStore(AppealQueries, OperatorQueries, TranscriptQueries):
                         "created_at = excluded.created_at, account = excluded.account", (*row, self.account)))
         for appeal_id, status, t, by, note, msg_id in writes.statuses:
             sts += self._status_sql(appeal_id, status, t, by, note, msg_id)
+            sts += self._funnel_status_sql(appeal_id, status, t)
         for key, value in writes.meta:
             sts.append(("DELETE FROM meta WHERE key = ?", (key,)) if value is None else (
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

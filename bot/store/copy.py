@@ -8,7 +8,7 @@ copy leaves it empty. The same key must be used afterwards (it is checked before
 """
 from __future__ import annotations
 
-# Columns copied (schema version 9, in both backends; not the outbox's claim_until); rows are
+# Columns copied (schema version 10, in both backends; not the outbox's claim_until); rows are
 # read in insertion order, so the target's sequence columns keep it.
 TABLES: dict[str, tuple[str, ...]] = {
     "conversations": ("chat", "sender", "state", "data", "last_activity", "reminded", "account"),
@@ -30,9 +30,10 @@ TABLES: dict[str, tuple[str, ...]] = {
     # (version 9; the turns get new seq numbers in the target, in the same order)
     "transcripts": ("conv", "chat", "sender", "at", "state_before", "state_after", "prompt_id", "misread", "label",
                     "labelled_by", "payload", "account"),
+    "funnel": ("attempt", "step", "slot", "prompt_id", "route", "appeal_id", "at"),
 }
 # What makes a target "not empty": any of these has a row.
-_DATA_TABLES = ("conversations", "processed", "appeals", "outbox", "web_users", "events")
+_DATA_TABLES = ("conversations", "processed", "appeals", "outbox", "web_users", "events", "funnel")
 FILE_FOLDERS = ("files", "appeals")
 
 

@@ -106,6 +106,13 @@ SCHEMA_VERSIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX transcripts_at ON transcripts (at)",
         "CREATE INDEX transcripts_sender ON transcripts (sender)",
     ]),
+    (10, "the appeal funnel: each attempt's steps, at most once each (no personal data)", [
+        """CREATE TABLE funnel (
+            attempt TEXT NOT NULL, step TEXT NOT NULL, slot TEXT NOT NULL DEFAULT '', prompt_id INTEGER,
+            route TEXT, appeal_id TEXT, at TEXT NOT NULL, PRIMARY KEY (attempt, step, slot))""",
+        "CREATE INDEX funnel_at ON funnel (at)",
+        "CREATE INDEX funnel_appeal ON funnel (appeal_id)",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 

@@ -100,9 +100,17 @@ class Writes:
     # transcript (bot/dialog/transcript.py; the payload is redacted there and encrypted by the store)
     transcripts: list[tuple] = field(default_factory=list)
     reading: dict | None = None  # how the dialog read the message (for the transcript), not stored as such
+    # (attempt, step, slot, prompt_id, route, appeal_id, at): the appeal funnel (bot/store/funnel.py)
+    funnel: list[tuple] = field(default_factory=list)
 
     def record(self, kind: str, at: datetime, prompt_id: int | None = None) -> None:
         self.events.append((kind, at, prompt_id))
+
+    def step(self, attempt: str, step: str, at: datetime, prompt_id: int | None = None, slot: str = "",
+             route: str | None = None, appeal_id: str | None = None) -> None:
+        """A step of the appeal funnel reached by `attempt` (kept once per attempt, step and slot)."""
+        if not any(r[0] == attempt and r[1] == step and r[2] == slot for r in self.funnel):
+            self.funnel.append((attempt, step, slot, prompt_id, route, appeal_id, at))
 
     def record_unmatched(self, text: str, at: datetime) -> None:
         self.unmatched.append((text, at))

@@ -101,6 +101,13 @@ SCHEMA_VERSIONS: list[tuple[int, str, list]] = [
         "CREATE INDEX IF NOT EXISTS transcripts_at ON transcripts (at)",
         "CREATE INDEX IF NOT EXISTS transcripts_sender ON transcripts (sender)",
     ]),
+    (10, "the appeal funnel: each attempt's steps, at most once each (no personal data)", [
+        """CREATE TABLE IF NOT EXISTS funnel (
+            attempt TEXT NOT NULL, step TEXT NOT NULL, slot TEXT NOT NULL DEFAULT '', prompt_id INTEGER,
+            route TEXT, appeal_id TEXT, at TEXT NOT NULL, PRIMARY KEY (attempt, step, slot))""",
+        "CREATE INDEX IF NOT EXISTS funnel_at ON funnel (at)",
+        "CREATE INDEX IF NOT EXISTS funnel_appeal ON funnel (appeal_id)",
+    ]),
 ]
 SCHEMA_VERSION = SCHEMA_VERSIONS[-1][0]
 

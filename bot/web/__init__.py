@@ -5,5 +5,6 @@
     appeals.py     the appeals pages (list, one appeal, status, files, export)
     knowledge.py   unmatched messages (teach a phrasing), the knowledge base, charts, audit log
     review.py      conversation review: transcripts, the misread filter, labels (learned.yaml + a case)
+    funnel.py      the appeal funnel on /stats as SVG, the period picked
     auth.py        passwords, sessions, CSRF, lockout;  serve.py: `python -m bot web`
 """

@@ -1,6 +1,7 @@
 """The knowledge and activity pages: messages the bot did not understand (dismissed, or taught as a
 phrasing of a prompt or FAQ entry: knowledge/learned.yaml, reloaded at once and by the running bot
-on its next tick), the knowledge base and its reload, the charts, and the audit log."""
+on its next tick), the knowledge base and its reload, the charts and the appeal funnel (`funnel.py`), and
+the audit log."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,8 @@ from bot.admin.commands import unmatched_label
 from bot.kb import KnowledgeError
 from bot.kb.learned import add_phrasing
 from bot.matching.cases import CasesBroken
+from bot.stats.funnel import duration, funnel_report, item_label
+from bot.web import funnel as funnel_page
 from bot.web.site import STATUS_NAMES, Site, bar_chart, kb_diff
 
 
@@ -61,6 +64,8 @@ def routes(site: Site) -> list[Route]:
     @guarded
     async def stats(request: Request):
         now = datetime.now(timezone.utc)
+        chosen = funnel_page.period(request.query_params, settings, now)
+        report = funnel_report(console.store, console.kb, chosen["since"], chosen["until"])
         per_day = dict(console.store.messages_per_day(now - timedelta(days=13)))
         days = [(now - timedelta(days=i)).date().isoformat() for i in range(13, -1, -1)]
         charts = [
@@ -69,7 +74,12 @@ def routes(site: Site) -> list[Route]:
             ("各状态的申诉数", bar_chart([(STATUS_NAMES.get(s, s), n)
                                           for s, n in sorted(console.store.appeals_per_status().items())])),
         ]
-        return page(request, "stats.html", charts=charts, counts=console.store.event_counts())
+        funnel = {"report": report, "period": chosen, "periods": funnel_page.PERIODS,
+                  "total": funnel_page.funnel_svg(report),
+                  "routes": [(r, funnel_page.items_svg(report, r, console.kb)) for r in ("online", "email")],
+                  "groups": [(g, funnel_page.funnel_svg(g)) for g in report["groups"]],
+                  "label": lambda stop: item_label(console.kb, stop["route"], stop["slot"]), "duration": duration}
+        return page(request, "stats.html", charts=charts, counts=console.store.event_counts(), funnel=funnel)
 
     @guarded
     async def kb_page(request: Request):
