@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="interactive console chat (one user, DM)")
     _add_common(p)
     p.add_argument("--user", default="console-user", help="sender id used in the console")
+    p.add_argument("--others", choices=["show", "hide"], default="show",
+                   help="replies for other recipients (an admin's handoff note, ...): shown as [to ID] or hidden")
+    p.add_argument("--tick-seconds", type=float, default=2.0,
+                   help="how often reminders, the email queue, status notes and IMAP are looked at while waiting")
+    p.add_argument("--verbose", action="store_true", help="log at log_level (default: warnings only) on stderr")
 
     p = sub.add_parser("match", help="match messages from stdin, print one JSON line each")
     _add_common(p)
@@ -210,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "chat":
                 from bot.transport.console import run_console
+                from bot.transport.screen import Screen, route_logs
 
-                return asyncio.run(run_console(settings, args.user))
+                screen = Screen()
+                route_logs(screen, args.verbose, settings.log_level)
+                return asyncio.run(run_console(settings, args.user, others=args.others,
+                                               tick_seconds=args.tick_seconds, screen=screen))
             if args.command == "replay":
                 from bot.transport.replay import run_replay
 
