@@ -11,7 +11,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from bot.admin.commands import AdminCommands
+from bot.admin.commands import AdminCommands, already_loaded
 from bot.appeals.imap import ReplyReader
 from bot.appeals.sender import AppealSender
 from bot.appeals.status import change_status
@@ -368,8 +368,10 @@ class Engine:
                 return ReloadReport(False, f"重载失败,继续使用原知识库(版本 {old.kb.version})。\n"
                                            f"错误:{exc.file}" + (f" 第 {exc.line} 行" if exc.line else "")
                                            + f":{exc.reason}")
-            self.snapshot = new
             self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
+            if new.kb.version == old.kb.version:  # the same content (the version has its digest):
+                return ReloadReport(True, already_loaded(old, self.settings))  # e.g. the watcher was first
+            self.snapshot = new
             if broadcast:
                 self._kb_generation = self.store.bump_kb_generation()
             d = old.kb.diff(new.kb)

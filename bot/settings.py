@@ -152,4 +152,8 @@ def load_settings(config: Path | None = None, data_dir: Path | None = None,
         raise SettingsError(f"imap_security must be ssl, starttls or none, not {s.imap_security!r}")
     if s.room_mode not in {"off", "mention", "auto"}:
         raise SettingsError(f"room_mode must be off, mention or auto, not {s.room_mode!r}")
+    from bot.timefmt import zone_problem
+
+    if zone_problem(s.timezone):
+        raise SettingsError(f"timezone: {zone_problem(s.timezone)}")
     return s
