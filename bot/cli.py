@@ -1,4 +1,4 @@
-"""Command line: `python -m bot {chat,match,kb,replay,run,appeals}`."""
+"""Command line: `python -m bot {chat,config,match,kb,replay,run,web,db,appeals}`."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-seconds", type=float, default=2.0,
                    help="how often reminders, the email queue, status notes and IMAP are looked at while waiting")
     p.add_argument("--verbose", action="store_true", help="log at log_level (default: warnings only) on stderr")
+
+    p = sub.add_parser("config", help="print the effective settings (secrets masked) and where each came from")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
 
     p = sub.add_parser("match", help="match messages from stdin, print one JSON line each")
     _add_common(p)
@@ -194,12 +198,19 @@ def _cmd_db_copy(settings, vault, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.config_report import config_command, unknown_env_warnings
+
     args = _parser().parse_args(argv)
+    sources: dict[str, str] = {}
     try:
-        settings = load_settings(args.config, args.data_dir)
+        settings = load_settings(args.config, args.data_dir, sources=sources)
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
         return 2
+    for warning in unknown_env_warnings(os.environ):
+        print(warning, file=sys.stderr)
+    if args.command == "config":
+        return config_command(settings, sources, args.json)
     from bot.privacy import setup_logging
 
     setup_logging(settings.log_level)
