@@ -60,7 +60,7 @@ async def test_reload_after_the_file_watcher_says_it_is_already_up_to_date(tmp_p
     try:
         r = await d.say("#reload", user="boss")  # nothing changed since start
         version = d.engine.snapshot.kb.version
-        assert r["text"].startswith(f"知识库已是最新版本 {version}(启动时加载于 ") and "文件没有变化" in r["text"]
+        assert r["text"].startswith(f"知识库已是最新版本 {version},启动时加载于 ") and "文件没有变化" in r["text"]
         path = kdir / "responses.yaml"
         path.write_text(path.read_text("utf-8").replace("  thanks: 不客气!实名认证还有问题随时找我。",
                                                           "  thanks: 不客气呀!"), "utf-8")
@@ -91,6 +91,22 @@ async def test_a_second_handoff_within_the_hour_does_not_notify_the_admins_again
         d.clock = NOW + timedelta(minutes=101)  # an hour after the last notification: told again
         later = await d.send(**{"from": "u1", "text": "转人工"})
         assert sorted(r["chat"] for r in later if r["chat"] != "u1") == ["ops1", "ops2"]
+        assert "在等 空闲" in later[-1]["text"]
+    finally:
+        await d.close()
+
+
+async def test_the_handoff_note_says_what_the_bot_waits_for_in_words(tmp_path):
+    d = await Driver.open(tmp_path, BOT_HANDOFF_TO="ops1")
+    try:
+        await d.say("人脸与公安网照片不一致,请确保是账户本人操作")
+        await d.say("是")
+        note = [r for r in await d.send(**{"from": "u1", "text": "转人工"}) if r["chat"] == "ops1"]
+        assert "在等 线上反馈入口" in note[0]["text"]
+        d.clock += timedelta(hours=2)
+        await d.say("没有")
+        note = [r for r in await d.send(**{"from": "u1", "text": "转人工"}) if r["chat"] == "ops1"]
+        assert "在等 大鱼号名称" in note[0]["text"] and not re.search(r"[a-z_]{4,}", note[0]["text"])
     finally:
         await d.close()
 

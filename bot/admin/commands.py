@@ -51,7 +51,7 @@ def already_loaded(snapshot, settings) -> str:
     """#reload when nothing changed since the last load (often: the file watcher was first)."""
     at = local_minutes(snapshot.loaded_at, settings)
     if snapshot.loaded_by == "start":
-        return f"知识库已是最新版本 {snapshot.kb.version}(启动时加载于 {at}),文件没有变化。"
+        return f"知识库已是最新版本 {snapshot.kb.version},启动时加载于 {at},文件没有变化。"
     return f"知识库已是最新版本 {snapshot.kb.version},上次由{loaded_by(snapshot.loaded_by)}重新加载于 {at}。"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.appeals.delivery import smtp_enabled
-from bot.dialog.turn import CIRCLED, Turn, awaiting_of
+from bot.dialog.turn import CIRCLED, Turn, waiting_name
 from bot.kb.responses import render
 from bot.matching.intents import Reading
 from bot.messages import Outgoing
@@ -79,4 +79,4 @@ class Answers:
         return self.r("handoff_case", prompt=t.data.get("prompt_id") or "-",
                       route=self.kb.routes[t.data["route"]].title if total else "-",
                       done=total - len(self._missing(t)) if total else 0, total=total,
-                      state=awaiting_of(t.conv) or "idle")
+                      state=waiting_name(self.kb, t.conv))
