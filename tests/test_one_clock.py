@@ -68,32 +68,49 @@ async def test_chat_admin_cli_and_email_show_the_local_minute(tmp_path, media, c
 def test_web_pages_use_the_timezone_setting(tmp_path, media):
     import asyncio
 
-    from starlette.testclient import TestClient
-
     from bot.web.app import create_app
     from bot.web.auth import set_password
 
     async def build():
         d, appeal_id = await _appeal_at(tmp_path, media, LATE)
-        d.engine.change_appeal_status(appeal_id, "need_more", by="cli:ops", now=LATE)
+        assert d.engine.store.appeal(appeal_id)["status"] == "ready"
         set_password(d.engine.store, "ops", "correct horse battery")
         await d.close()
         return appeal_id
 
     appeal_id = asyncio.run(build())
+    c = logged_in(create_app(make_settings(tmp_path)))
+    # a status the operator cannot set (待提交): the select says so and has no operator status chosen
+    select = re.search(r'<select name="status" required>(.*?)</select>', c.get(f"/appeals/{appeal_id}").text, re.S)
+    assert re.findall(r'<option value="(\w*)"[^>]*selected', select.group(1)) == [""]
+    assert "当前:待提交" in select.group(1)
+
+    async def change():
+        d = await Driver.open(tmp_path)
+        d.engine.change_appeal_status(appeal_id, "need_more", by="cli:ops", now=LATE)
+        await d.close()
+
+    asyncio.run(change())
     settings = make_settings(tmp_path)
     for zone, shown, not_shown in (("Asia/Shanghai", "2026-12-06 00:41", "2026-12-05 16:41"),
                                    ("UTC", "2026-12-05 16:41", "2026-12-06 00:41")):
-        c = TestClient(create_app(dataclasses.replace(settings, timezone=zone)), follow_redirects=False)
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)
-        c.post("/login", data={"username": "ops", "password": "correct horse battery", "csrf": token})
+        c = logged_in(create_app(dataclasses.replace(settings, timezone=zone)))
         for page in ("/appeals", f"/appeals/{appeal_id}"):
             html = c.get(page).text
             assert shown in html and not_shown not in html, (zone, page)
         # the status select starts on the appeal's current status
         html = c.get(f"/appeals/{appeal_id}").text
-        select = re.search(r'<select name="status">(.*?)</select>', html, re.S).group(1)
-        assert re.findall(r'<option value="(\w+)" selected', select) == ["need_more"]
+        select = re.search(r'<select name="status" required>(.*?)</select>', html, re.S).group(1)
+        assert re.findall(r'<option value="(\w*)"[^>]*selected', select) == ["need_more"]
+
+
+def logged_in(app):
+    from starlette.testclient import TestClient
+
+    c = TestClient(app, follow_redirects=False)
+    token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)
+    c.post("/login", data={"username": "ops", "password": "correct horse battery", "csrf": token})
+    return c
 
 
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Berlin", "UTC"])
