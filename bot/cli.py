@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 from bot.transport.screen import Screen, route_logs
 
                 screen = Screen()
-                route_logs(screen, args.verbose, settings.log_level)
+                route_logs(screen, args.verbose, settings.log_level, settings)
                 return asyncio.run(run_console(settings, args.user, others=args.others,
                                                tick_seconds=args.tick_seconds, screen=screen))
             if args.command == "replay":

@@ -2,6 +2,7 @@
 queue, an operator's status note from another process), prints what arrives as it arrives, labels
 or hides replies for someone else, and keeps log lines out of the chat."""
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -80,6 +81,8 @@ async def test_console_verbose_logs_go_to_stderr(tmp_path):
         assert console.close() == 0
     err = (tmp_path / "stderr.txt").read_text("utf-8")
     assert "WARNING bot.admin.commands: refused admin command" in err and "INFO" in err
+    # stamped like every time the console shows: the timezone's minute
+    assert re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} (INFO|WARNING) ", err), err
     assert "refused admin command" not in console.screen
 
 

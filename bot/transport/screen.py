@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from datetime import datetime, timezone
+
+from bot.timefmt import local_minutes
 
 try:  # line editing for input(), and what was typed so far for redrawing the prompt
     import readline
@@ -79,18 +82,28 @@ class ScreenLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def route_logs(screen: Screen, verbose: bool, level: str = "INFO") -> None:
+class LocalTimeFormatter(logging.Formatter):
+    """Log lines stamped like every time the console shows: the `timezone` setting, to the minute."""
+
+    def __init__(self, settings=None):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.settings = settings
+
+    def formatTime(self, record: logging.LogRecord, datefmt=None) -> str:
+        return local_minutes(datetime.fromtimestamp(record.created, timezone.utc), self.settings)
+
+
+def route_logs(screen: Screen, verbose: bool, level: str = "INFO", settings=None) -> None:
     """The console's logging: through the screen, at WARNING unless `verbose` (then `level`).
 
     The root handlers `setup_logging` installed are swapped for one on the screen, keeping their
-    formatter and filters (the redaction of personal data)."""
+    filters (the redaction of personal data)."""
     from bot.privacy import install_log_redaction
 
     root = logging.getLogger()
     old = list(root.handlers)
     handler = ScreenLogHandler(screen)
-    handler.setFormatter(old[0].formatter if old and old[0].formatter else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(LocalTimeFormatter(settings))
     for h in old:
         for f in h.filters:
             handler.addFilter(f)
