@@ -230,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 screen = Screen()
                 route_logs(screen, args.verbose, settings.log_level, settings)
-                return asyncio.run(run_console(settings, args.user, others=args.others,
-                                               tick_seconds=args.tick_seconds, screen=screen))
+                try:
+                    return asyncio.run(run_console(settings, args.user, others=args.others,
+                                                   tick_seconds=args.tick_seconds, screen=screen))
+                except KeyboardInterrupt:  # Ctrl-C: leave like /quit, without a traceback
+                    print(file=sys.stderr)
+                    return 130
             if args.command == "replay":
                 from bot.transport.replay import run_replay
 

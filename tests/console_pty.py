@@ -2,10 +2,12 @@
 screen read as it is written, lines typed into it."""
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -13,12 +15,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _own_terminal() -> None:
+    """In the child: a session of its own with the pty as its controlling terminal, as in a real
+    terminal window (so Ctrl-C typed into it is a SIGINT to the console)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class ConsolePty:
     def __init__(self, args: list[str], env: dict[str, str], stderr_path: Path):
         master, slave = pty.openpty()
+        self.initial_modes = termios.tcgetattr(slave)  # the terminal as a shell would leave it
         self._err = open(stderr_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "bot", "chat", *args], cwd=ROOT, env=env,
-                                     stdin=slave, stdout=slave, stderr=self._err, close_fds=True)
+                                     stdin=slave, stdout=slave, stderr=self._err, close_fds=True,
+                                     preexec_fn=_own_terminal)
         os.close(slave)
         self.master = master
         self._buf = bytearray()

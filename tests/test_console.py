@@ -86,6 +86,25 @@ async def test_console_verbose_logs_go_to_stderr(tmp_path):
     assert "refused admin command" not in console.screen
 
 
+def test_ctrl_c_leaves_at_once_and_gives_the_terminal_back(tmp_path):
+    import termios
+
+    console = ConsolePty([], console_env(tmp_path), tmp_path / "stderr.txt")
+    try:
+        console.wait_for("你> ")
+        os.write(console.master, "半句话".encode())  # a line half typed: the line editor holds the terminal
+        console.wait_for("半句话")
+        os.write(console.master, b"\x03")  # Ctrl-C
+        console.proc.wait(timeout=10)  # without anyone pressing Enter
+        assert console.proc.returncode == 130
+        modes = termios.tcgetattr(console.master)
+        assert modes[3] & (termios.ECHO | termios.ICANON) == termios.ECHO | termios.ICANON  # echo, line mode
+        assert modes[3] == console.initial_modes[3]  # local modes as they were before the console
+    finally:
+        console.close()
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text("utf-8")
+
+
 class Captured:
     """A Screen stand-in: what the console printed."""
 

@@ -76,7 +76,7 @@ class Console:
     async def chat(self) -> None:
         while True:
             try:
-                line = await asyncio.to_thread(self.screen.ask)
+                line = await self.screen.read()
             except EOFError:
                 self.screen.say("")
                 return
@@ -107,9 +107,10 @@ async def run_console(settings: Settings, user: str = "console-user", *, others:
     console = Console(engine, user, screen, others, tick_seconds)
     ticker = None
     try:
-        await console.step()  # replies committed before a crash or quit, then what is due
-        ticker = asyncio.create_task(console.background(), name="console-tick")
-        await console.chat()
+        with screen.terminal_kept():
+            await console.step()  # replies committed before a crash or quit, then what is due
+            ticker = asyncio.create_task(console.background(), name="console-tick")
+            await console.chat()
     finally:
         if ticker is not None:
             async with console._busy:  # not in the middle of a send: between two ticks

@@ -6,7 +6,10 @@ far is drawn again, so nothing lands in the middle of a chat line.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import sys
 import threading
 from datetime import datetime, timezone
@@ -40,6 +43,54 @@ class Screen:
         finally:
             with self._lock:
                 self._prompting = False
+
+    async def read(self) -> str:
+        """`ask` in a daemon thread: Ctrl-C or /quit never waits for a line nobody will type."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def settle(value, exc) -> None:
+            if done.done():  # cancelled meanwhile: the line is dropped
+                return
+            if exc is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(value)
+
+        def run() -> None:
+            try:
+                value, exc = self.ask(), None
+            except BaseException as e:  # noqa: BLE001 - EOFError and the like, handed to the loop
+                value, exc = None, e
+            try:
+                loop.call_soon_threadsafe(settle, value, exc)
+            except RuntimeError:  # the loop is gone: the console has ended
+                pass
+
+        threading.Thread(target=run, name="console-input", daemon=True).start()
+        return await done
+
+    @contextlib.contextmanager
+    def terminal_kept(self):
+        """Give the terminal back as it was (echo, line mode) even if the process ends while the
+        line editor holds it, e.g. on Ctrl-C while a line is being typed."""
+        saved = None
+        try:
+            import termios
+
+            fd = sys.stdin.fileno()
+            saved = (termios, fd, termios.tcgetattr(fd)) if os.isatty(fd) else None
+        except (ImportError, OSError, ValueError, AttributeError):
+            pass
+        try:
+            yield
+        finally:
+            if saved is not None:
+                termios_, fd, attrs = saved
+                try:
+                    termios_.tcsetattr(fd, termios_.TCSADRAIN, attrs)
+                except OSError:
+                    pass
 
     def say(self, text: str) -> None:
         self._write(self.out, text)
