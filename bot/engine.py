@@ -368,12 +368,12 @@ class Engine:
                 return ReloadReport(False, f"重载失败,继续使用原知识库(版本 {old.kb.version})。\n"
                                            f"错误:{exc.file}" + (f" 第 {exc.line} 行" if exc.line else "")
                                            + f":{exc.reason}")
-            self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
-            if new.kb.version == old.kb.version:  # the same content (the version has its digest):
-                return ReloadReport(True, already_loaded(old, self.settings))  # e.g. the watcher was first
             self.snapshot = new
+            self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
             if broadcast:
                 self._kb_generation = self.store.bump_kb_generation()
+            if new.kb.version == old.kb.version:  # the same content (the version has its digest):
+                return ReloadReport(True, already_loaded(old, self.settings))  # e.g. the watcher was first
             d = old.kb.diff(new.kb)
             added, removed, changed = d["added"], d["removed"], d["changed"]
             log.info("knowledge reloaded by %s: version %s", by, new.kb.version)

@@ -52,7 +52,9 @@ def already_loaded(snapshot, settings) -> str:
     at = local_minutes(snapshot.loaded_at, settings)
     if snapshot.loaded_by == "start":
         return f"知识库已是最新版本 {snapshot.kb.version},启动时加载于 {at},文件没有变化。"
-    return f"知识库已是最新版本 {snapshot.kb.version},上次由{loaded_by(snapshot.loaded_by)}重新加载于 {at}。"
+    who = loaded_by(snapshot.loaded_by)
+    gap = " " if who[-1:].isascii() else ""  # 管理员 boss 重新加载, 文件变动重新加载
+    return f"知识库已是最新版本 {snapshot.kb.version},上次由{who}{gap}重新加载于 {at}。"
 
 
 class AdminHost(Protocol):
