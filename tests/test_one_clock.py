@@ -24,6 +24,11 @@ def test_local_minutes_and_the_appeal_id_date_follow_the_setting(tmp_path):
     assert new_appeal_id(LATE, shanghai).startswith("AP-20261206-")
     assert new_appeal_id(LATE, utc).startswith("AP-20261205-")
     assert email_date(LATE, shanghai) == "Sun, 06 Dec 2026 00:41:07 +0800"
+    from bot.appeals.supplement import followup_email
+
+    follow_up = followup_email(shanghai, "AP-20261206-7K3Q9D", 1, "个人实名认证失败材料-x", {}, {"phone_model": "x"},
+                               {}, None, [], LATE)
+    assert follow_up["Date"] == "Sun, 06 Dec 2026 00:41:07 +0800"
 
 
 async def _appeal_at(tmp_path, media, when: datetime, **env):
