@@ -165,3 +165,4 @@ def route_logs(screen: Screen, verbose: bool, level: str = "INFO", settings=None
         wanted = logging.INFO
     root.setLevel(wanted if verbose else max(wanted, logging.WARNING))
     install_log_redaction()  # adds the redacting filter if the old handler had none
+    logging.captureWarnings(True)  # Python's warnings too, instead of straight onto the terminal
