@@ -138,3 +138,28 @@ async def test_replies_for_someone_else_are_labelled_or_hidden(tmp_path, others)
         assert engine.store.unsent() == []  # hidden ones are done with too, not printed again
     finally:
         await engine.close()
+
+
+async def test_a_failing_tick_is_logged_and_what_is_due_still_shown(tmp_path, caplog):
+    from bot.engine import Engine
+    from bot.messages import Outgoing
+    from bot.store import Writes
+    from bot.transport.console import Console
+
+    engine = await Engine.open(make_settings(tmp_path))
+    try:
+        screen = Captured()
+        console = Console(engine, "u1", screen)
+        # a notification committed by another process, and then the tick breaks
+        engine.store.commit_turn(None, None, datetime.now(timezone.utc), Writes(),
+                                 [Outgoing(chat="u1", to="u1", text="迟到的通知")])
+
+        async def broken_tick(now=None):
+            raise OSError("disk gone")
+
+        engine.tick = broken_tick
+        await console.step()
+        assert screen.lines == ["bot> 迟到的通知\n"]
+        assert "console tick failed: OSError" in caplog.text
+    finally:
+        await engine.close()

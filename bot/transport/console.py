@@ -64,7 +64,13 @@ class Console:
             except Exception as exc:  # noqa: BLE001 - one bad tick must not end the chat
                 log.warning("console tick failed: %s", type(exc).__name__,
                             exc_info=log.isEnabledFor(logging.DEBUG))
-            await self.engine.deliver(self.show)
+            try:  # what is due is shown even when the tick failed half-way
+                await self.engine.deliver(self.show)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store is back on a later tick
+                log.warning("console delivery failed: %s", type(exc).__name__,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
 
     async def send(self, text: str = "", attachment: Attachment | None = None) -> None:
         msg = Incoming(message_id=uuid.uuid4().hex, chat=self.user, sender=self.user, text=text,
