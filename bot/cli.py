@@ -16,6 +16,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="data directory (overrides settings)")
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bot", description="大鱼号实名认证失败 support bot")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -25,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default="console-user", help="sender id used in the console")
     p.add_argument("--others", choices=["show", "hide"], default="show",
                    help="replies for other recipients (an admin's handoff note, ...): shown as [to ID] or hidden")
-    p.add_argument("--tick-seconds", type=float, default=2.0,
+    p.add_argument("--tick-seconds", type=_positive, default=2.0,
                    help="how often reminders, the email queue, status notes and IMAP are looked at while waiting")
     p.add_argument("--verbose", action="store_true", help="log at log_level (default: warnings only) on stderr")
 
