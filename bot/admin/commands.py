@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 from bot.messages import Incoming, Outgoing
 from bot.settings import Settings
-from bot.timefmt import local_minutes
 from bot.store import SqlStore
+from bot.timefmt import local_minutes
 
 log = logging.getLogger(__name__)
 
