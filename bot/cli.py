@@ -1,4 +1,4 @@
-"""Command line: `python -m bot {chat,match,kb,replay,run,web,db,appeals,stats}`."""
+"""Command line: `python -m bot {chat,config,match,kb,replay,run,web,db,appeals,stats}`."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="data directory (overrides settings)")
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bot", description="大鱼号实名认证失败 support bot")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -23,6 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="interactive console chat (one user, DM)")
     _add_common(p)
     p.add_argument("--user", default="console-user", help="sender id used in the console")
+    p.add_argument("--others", choices=["show", "hide"], default="show",
+                   help="replies for other recipients (an admin's handoff note, ...): shown as [to ID] or hidden")
+    p.add_argument("--tick-seconds", type=_positive, default=2.0,
+                   help="how often reminders, the email queue, status notes and IMAP are looked at while waiting")
+    p.add_argument("--verbose", action="store_true", help="log at log_level (default: warnings only) on stderr")
+
+    p = sub.add_parser("config", help="print the effective settings (secrets masked) and where each came from")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
 
     p = sub.add_parser("match", help="match messages from stdin, print one JSON line each")
     _add_common(p)
@@ -219,12 +235,19 @@ def _cmd_db_copy(settings, vault, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.config_report import config_command, unknown_env_warnings
+
     args = _parser().parse_args(argv)
+    sources: dict[str, str] = {}
     try:
-        settings = load_settings(args.config, args.data_dir)
+        settings = load_settings(args.config, args.data_dir, sources=sources)
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
         return 2
+    for warning in unknown_env_warnings(os.environ):
+        print(warning, file=sys.stderr)
+    if args.command == "config":
+        return config_command(settings, sources, args.json)
     from bot.privacy import setup_logging
 
     setup_logging(settings.log_level)
@@ -240,8 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "chat":
                 from bot.transport.console import run_console
+                from bot.transport.screen import Screen, route_logs
 
-                return asyncio.run(run_console(settings, args.user))
+                screen = Screen()
+                route_logs(screen, args.verbose, settings.log_level, settings)
+                try:
+                    return asyncio.run(run_console(settings, args.user, others=args.others,
+                                                   tick_seconds=args.tick_seconds, screen=screen))
+                except KeyboardInterrupt:  # Ctrl-C: leave like /quit, without a traceback
+                    print(file=sys.stderr)
+                    return 130
             if args.command == "replay":
                 from bot.transport.replay import run_replay
 

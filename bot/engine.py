@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from bot import metrics
-from bot.admin.commands import AdminCommands
+from bot.admin.commands import AdminCommands, already_loaded
 from bot.appeals.imap import ReplyReader
 from bot.appeals.sender import AppealSender
 from bot.appeals.status import change_status
@@ -396,6 +396,8 @@ class Engine:
             self._kb_signature = knowledge_signature(self.settings.knowledge_dir)
             if broadcast:
                 self._kb_generation = self.store.bump_kb_generation()
+            if new.kb.version == old.kb.version:  # the same content (the version has its digest):
+                return ReloadReport(True, already_loaded(old, self.settings))  # e.g. the watcher was first
             d = old.kb.diff(new.kb)
             added, removed, changed = d["added"], d["removed"], d["changed"]
             log.info("knowledge reloaded by %s: version %s", by, new.kb.version)

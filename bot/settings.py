@@ -122,8 +122,11 @@ class SettingsError(ValueError):
 
 
 def load_settings(config: Path | None = None, data_dir: Path | None = None,
-                  env: dict[str, str] | None = None) -> Settings:
+                  env: dict[str, str] | None = None, sources: dict[str, str] | None = None) -> Settings:
+    """The settings; `sources`, when given, is filled with where each one that is not a default
+    came from (`file PATH`, `env VAR`, `--data-dir`): `python -m bot config` shows them."""
     env = os.environ if env is None else env
+    sources = {} if sources is None else sources
     s = Settings()
     known = {f.name for f in fields(Settings)}
     config = config or (Path(env["BOT_CONFIG"]) if env.get("BOT_CONFIG") else None)
@@ -140,6 +143,7 @@ def load_settings(config: Path | None = None, data_dir: Path | None = None,
                 setattr(s, key, _coerce(key, getattr(s, key), value))
             except (TypeError, ValueError) as exc:
                 raise SettingsError(f"{config}: {key}: {exc}") from exc
+            sources[key] = f"file {config}"
     for name in known:
         for var in (f"BOT_{name.upper()}", *_ENV_ALIASES.get(name, ())):
             if env.get(var, "") != "":
@@ -147,13 +151,19 @@ def load_settings(config: Path | None = None, data_dir: Path | None = None,
                     setattr(s, name, _coerce(name, getattr(s, name), env[var]))
                 except (TypeError, ValueError) as exc:
                     raise SettingsError(f"{var}: {exc}") from exc
+                sources[name] = f"env {var}"
                 break
     if data_dir is not None:
         s.data_dir = Path(data_dir)
+        sources["data_dir"] = "--data-dir"
     if s.smtp_security not in {"starttls", "ssl", "none"}:
         raise SettingsError(f"smtp_security must be starttls, ssl or none, not {s.smtp_security!r}")
     if s.imap_security not in {"starttls", "ssl", "none"}:
         raise SettingsError(f"imap_security must be ssl, starttls or none, not {s.imap_security!r}")
     if s.room_mode not in {"off", "mention", "auto"}:
         raise SettingsError(f"room_mode must be off, mention or auto, not {s.room_mode!r}")
+    from bot.timefmt import zone_problem
+
+    if zone_problem(s.timezone):
+        raise SettingsError(f"timezone: {zone_problem(s.timezone)}")
     return s

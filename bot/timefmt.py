@@ -20,6 +20,19 @@ def display_zone(settings=None):
         return _FALLBACK
 
 
+def zone_problem(name: str) -> str | None:
+    """Why `name` is not a timezone (None when it is, or when there is no tz database to ask)."""
+    try:
+        ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError, TypeError):  # no tz database: display_zone falls back
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return f"unknown timezone {name!r} (an IANA name such as Asia/Shanghai or UTC)"
+    return None
+
+
 def local_minutes(value, settings=None) -> str:
     """`2026-12-05 18:42` in the display timezone; '' for nothing, the input for an unreadable one."""
     if not value:
@@ -31,3 +44,13 @@ def local_minutes(value, settings=None) -> str:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(display_zone(settings)).strftime("%Y-%m-%d %H:%M")
+
+
+def email_date(value: datetime, settings=None) -> str:
+    """An email's Date header in the display timezone (`Sat, 05 Dec 2026 18:42:00 +0800`): the
+    same instant, shown the way its reader's mail client would show it anyway."""
+    from email.utils import format_datetime
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return format_datetime(value.astimezone(display_zone(settings)))

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from bot.messages import Incoming, Outgoing
 from bot.settings import Settings
 from bot.store import SqlStore
+from bot.timefmt import local_minutes
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,25 @@ def unmatched_label(kb, row: dict, sep: str = ":") -> str:
     if row.get("kind") != "waiting":
         return "空闲"
     return f"等待{sep}{waiting_for(kb, row.get('state', ''), row.get('awaiting'))}"
+
+
+_LOADED_BY = {"start": "启动时", "file change": "文件变动", "another process": "另一个进程(#reload 或网页控制台)",
+              "SIGHUP": "SIGHUP 信号"}
+
+
+def loaded_by(by: str) -> str:
+    """Who loaded the knowledge base, for operators: 文件变动, 启动, 管理员 <id>, ..."""
+    return _LOADED_BY.get(by, f"管理员 {by}")
+
+
+def already_loaded(snapshot, settings) -> str:
+    """#reload when nothing changed since the last load (often: the file watcher was first)."""
+    at = local_minutes(snapshot.loaded_at, settings)
+    if snapshot.loaded_by == "start":
+        return f"知识库已是最新版本 {snapshot.kb.version},启动时加载于 {at},文件没有变化。"
+    who = loaded_by(snapshot.loaded_by)
+    gap = " " if who[-1:].isascii() else ""  # 管理员 boss 重新加载, 文件变动重新加载
+    return f"知识库已是最新版本 {snapshot.kb.version},上次由{who}{gap}重新加载于 {at}。"
 
 
 class AdminHost(Protocol):
@@ -94,7 +114,7 @@ class AdminCommands:
     def _kb(self) -> str:
         snap = self.engine.snapshot
         return (f"知识库版本:{snap.kb.version}\n条目:{len(snap.kb.prompts)} 条提示语,{len(snap.kb.groups)} 组处理方法\n"
-                f"最近加载:{snap.loaded_at:%Y-%m-%d %H:%M:%S} UTC,由 {snap.loaded_by}\n"
+                f"最近加载:{local_minutes(snap.loaded_at, self.engine.settings)}({loaded_by(snap.loaded_by)})\n"
                 f"文件:{', '.join(p.rsplit('/', 1)[-1] for p in snap.kb.files)}")
 
     def _stats(self, now: datetime) -> str:
@@ -134,12 +154,14 @@ class AdminCommands:
                 + "\n".join(f"[{unmatched_label(kb, r, sep=' ')}] {r['text']} ×{r['count']}" for r in rows))
 
     def _appeals(self) -> str:
+        from bot.appeals.status import STATUS_NAMES
+
         rows = self.engine.store.appeals(limit=10)
         if not rows:
             return "还没有申诉材料包。"
         return "最近的申诉材料包:\n" + "\n".join(
             f"{r['appeal_id']} | {'线上反馈' if r['route'] == 'online' else '邮件/人工客服'} | 提示语 #{r['prompt_id']} | "
-            f"{r['status']} | {r['masked_identity']}" for r in rows)
+            f"{STATUS_NAMES.get(r['status'], r['status'])} | {r['masked_identity']}" for r in rows)
 
     def _appeal_status(self, msg: Incoming, now: datetime) -> str:
         from bot.appeals.status import STATUS_WORDS, StatusError
@@ -156,7 +178,7 @@ class AdminCommands:
                                                  note=note, now=now, items=items)
         except StatusError:
             return f"没有找到申诉 {appeal_id}。"
-        return f"已将 {a['appeal_id']} 设为“{word}”" + (f",备注:{a['note']}" if a.get("note") else "") + ",已通知创作者。"
+        return f"已将 {a['appeal_id']} 设为“{word}”" + (f",备注“{a['note']}”" if a.get("note") else "") + ",已通知创作者。"
 
     def _room(self, msg: Incoming, mode: str | None) -> str:
         if not msg.room:

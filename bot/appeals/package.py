@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import filetype
 from bot.appeals.crypto import Vault, VaultError, atomic_write, load_or_create_key, secure_dir
 from bot.store.files import DiskFiles
 from bot.dialog.validators import mask_id_number
+from bot.timefmt import display_zone, email_date
 
 __all__ = [
     "PackageError",
@@ -70,9 +70,10 @@ class PackageError(Exception):
     """The record cannot be packaged, or a package cannot be found/read."""
 
 
-def new_appeal_id(now: datetime | None = None) -> str:
-    """`AP-20261125-7K3Q9D`: the date, then 30 random bits in Crockford base32."""
-    now = now or datetime.now().astimezone()
+def new_appeal_id(now: datetime | None = None, settings=None) -> str:
+    """`AP-20261125-7K3Q9D`: the date people read (setting `timezone`), then 30 random bits in
+    Crockford base32."""
+    now = (now or datetime.now(timezone.utc)).astimezone(display_zone(settings))
     suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
     return f"AP-{now:%Y%m%d}-{suffix}"
 
@@ -172,7 +173,7 @@ def build_email(
     # common mail clients open the .eml as a draft ready to send.
     msg["Subject"] = f"个人实名认证失败材料-{account_name}"
     when = _as_datetime(record.get("confirmed_at")) or _as_datetime(record.get("created_at"))
-    msg["Date"] = format_datetime(when or datetime.now(timezone.utc))
+    msg["Date"] = email_date(when or datetime.now(timezone.utc), settings)
     msg["Message-ID"] = message_id_of(str(record["appeal_id"]))  # stable: a resend is recognisable
     msg["X-Unsent"] = "1"
 

@@ -13,6 +13,9 @@ from bot.kb.responses import render
 from bot.messages import Outgoing
 from bot.store.records import OPERATOR_STATUSES, Writes
 
+# What operators read for each status (#appeals, the web console).
+STATUS_NAMES = {"ready": "待提交", "queued": "发送中", "sent": "已发送", "failed": "发送失败", "replied": "平台已回复",
+                "reviewing": "审核中", "resolved": "已通过", "rejected": "未通过", "need_more": "需补充"}
 # The admin chat command's Chinese names.
 STATUS_WORDS = {"审核中": "reviewing", "已通过": "resolved", "通过": "resolved", "未通过": "rejected",
                 "驳回": "rejected", "需补充": "need_more", "补充材料": "need_more"}

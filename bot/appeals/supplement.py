@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import format_datetime
 
 from bot.appeals.package import (
     APPEAL_JSON, EMAIL_EML, ENC, PackageError, _area, _sniff, message_id_of, package_key,
 )
+from bot.timefmt import email_date
 
 _KEY = "supplement:{}"
 
@@ -119,7 +119,7 @@ def followup_email(settings, appeal_id: str, round_no: int, subject: str, labels
     if settings.appeal_email:
         msg["To"] = settings.appeal_email
     msg["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
-    msg["Date"] = format_datetime(now)
+    msg["Date"] = email_date(now, settings)
     msg["Message-ID"] = followup_message_id(appeal_id, round_no)
     if reply_to:
         msg["In-Reply-To"] = reply_to[0]

@@ -3,11 +3,15 @@
 those contacts)."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from bot.appeals.delivery import smtp_enabled
-from bot.dialog.turn import CIRCLED, Turn, awaiting_of
+from bot.dialog.turn import CIRCLED, Turn, waiting_name
 from bot.kb.responses import render
 from bot.matching.intents import Reading
 from bot.messages import Outgoing
+
+HANDOFF_AGAIN_AFTER = timedelta(hours=1)  # a second 转人工 within this does not notify the admins again
 
 
 class Answers:
@@ -52,14 +56,21 @@ class Answers:
     def _human(self, t: Turn, room: bool = False, then: str = "") -> list[Outgoing]:
         """How to reach the platform's people; with `handoff_to`, a short note to those contacts."""
         out = []
-        notified = False
-        if self.settings.handoff_to and not room:
-            note = self.r("handoff_note", user=t.msg.sender, case=self._case_summary(t))
-            for contact in self.settings.handoff_to:
-                if contact != t.msg.sender:
-                    out.append(Outgoing(chat=contact, to=contact, text=note))
-                    notified = True
-        text = self.r("human") + ("\n" + self.r("human_notified") if notified else "") + ("\n" + then if then else "")
+        told = ""
+        contacts = [c for c in self.settings.handoff_to if c != t.msg.sender] if not room else []
+        if contacts:
+            # Once an hour per creator (whichever account they wrote to): asking again says so
+            # instead of paging the admins again.
+            key = f"handoff:{t.msg.chat}:{t.msg.sender}"
+            last = self.store.meta_value(key)
+            if last and t.now - datetime.fromisoformat(last.decode()) < HANDOFF_AGAIN_AFTER:
+                told = self.r("human_already_notified")
+            else:
+                note = self.r("handoff_note", user=t.msg.sender, case=self._case_summary(t))
+                out = [Outgoing(chat=c, to=c, text=note) for c in contacts]
+                t.writes.set_meta(key, t.now.isoformat().encode())
+                told = self.r("human_notified")
+        text = self.r("human") + ("\n" + told if told else "") + ("\n" + then if then else "")
         return [self._say(t, text, mention=room), *out]
 
     def _case_summary(self, t: Turn) -> str:
@@ -68,4 +79,4 @@ class Answers:
         return self.r("handoff_case", prompt=t.data.get("prompt_id") or "-",
                       route=self.kb.routes[t.data["route"]].title if total else "-",
                       done=total - len(self._missing(t)) if total else 0, total=total,
-                      state=awaiting_of(t.conv) or "idle")
+                      state=waiting_name(self.kb, t.conv))

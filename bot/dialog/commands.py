@@ -103,7 +103,7 @@ class Commands:
             named = "、".join(labels.get(x, x) for x in request["items"])
             lines.append(self.r("thread_need_more", at=local_minutes(request.get("at"), self.settings),
                                 items=f":{named}" if named else ""))
-        return "".join(lines[-6:])
+        return "".join("\n" + line for line in lines[-6:])  # one line each (the catalogue's texts are stripped)
 
     @command("help")
     async def _cmd_help(self, t: Turn) -> list[Outgoing]:

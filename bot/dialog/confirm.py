@@ -30,7 +30,7 @@ class ConfirmScene:
         t.conv.state, t.data["awaiting"] = "confirm", "confirm"
         # The package's id is chosen (and committed) before 确认: a redelivered 确认 writes the
         # same package again instead of a second one.
-        t.data.setdefault("appeal_id", appeal_package.new_appeal_id(t.now))
+        t.data.setdefault("appeal_id", appeal_package.new_appeal_id(t.now, self.settings))
         slots = t.data["slots"]
         lines = "\n".join(f"{CIRCLED[i]}{m.label}:{self._describe(m.slot, slots.get(m.slot, ''))}"
                           for i, m in enumerate(self._materials(t)))
@@ -86,7 +86,7 @@ class ConfirmScene:
         route = t.data["route"]
         r = self.kb.routes[route]
         prompt = self.kb.prompt(t.data.get("prompt_id") or 0)
-        appeal_id = t.data.get("appeal_id") or appeal_package.new_appeal_id(t.now)
+        appeal_id = t.data.get("appeal_id") or appeal_package.new_appeal_id(t.now, self.settings)
         slots = t.data["slots"]
         files, values = {}, {}
         for m in r.materials:

@@ -37,6 +37,22 @@ def awaiting_of(conv: Conversation) -> str | None:
     return conv.state
 
 
+# What each waiting state asks, for the people the bot tells about a case (the handoff note).
+STATE_NAMES = {"idle": "空闲", "appeal_offer": "要不要申诉", "choice": "是哪条提示语", "route": "有没有线上反馈入口",
+               "confirm": "确认材料", "file_slot": "文件是哪一项", "military": "是否涉及军人证件",
+               "quit_confirm": "是否放弃申诉", "delete_confirm": "是否删除资料", "switch": "换了提示语怎么办",
+               "supplement_which": "补充哪几项", "supplement_upload": "补充材料是否已上传"}
+
+
+def waiting_name(kb, conv: Conversation) -> str:
+    """What the bot waits for, in words: the awaited item's label (姓名), else what the state asks."""
+    awaiting = awaiting_of(conv)
+    if awaiting is None:
+        return STATE_NAMES["idle"]
+    item = kb.items.get(awaiting)
+    return item.label if item is not None else STATE_NAMES.get(awaiting, awaiting)
+
+
 @dataclass
 class Turn:
     """Everything one message handler needs: the message, its conversation, the clock, and

@@ -83,7 +83,7 @@ def validate_id_number(text: str, *, today: date | None = None) -> Validation:
     if not number:
         return _fail("请发送18位身份证号码。")
     if len(number) != 18:
-        return _fail(f"身份证号码应为18位，您发送的是{len(number)}位，请核对后重新发送。")
+        return _fail(f"身份证号码应为18位，你发送的是{len(number)}位，请核对后重新发送。")
     if not number[:17].isascii() or not number[:17].isdigit() or number[17] not in "0123456789X":
         return _fail("身份证号码应为17位数字加最后一位数字或字母X，请核对后重新发送。")
     today = today or date.today()
@@ -172,7 +172,7 @@ def validate_account_name(text: str) -> Validation:
     """大鱼号名称: 1-30 characters on a single line."""
     name = (text or "").strip()
     if not name:
-        return _fail("请发送您的大鱼号名称。")
+        return _fail("请发送你的大鱼号名称。")
     if any(c in name for c in "\r\n\u2028\u2029") or any(unicodedata.category(c) == "Cc" for c in name):
         return _fail("大鱼号名称请写在一行里发送。")
     if len(name) > 30:
@@ -184,7 +184,7 @@ def validate_phone_model(text: str) -> Validation:
     """e.g. "iPhone 13", "华为 Mate 60 Pro", "小米14"."""
     model = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text or "")).strip()
     if not model:
-        return _fail("请发送您的手机型号，例如“iPhone 13”或“华为 Mate 60 Pro”。")
+        return _fail("请发送你的手机型号，例如“iPhone 13”或“华为 Mate 60 Pro”。")
     if not (2 <= len(model) <= 40):
         return _fail("手机型号应为2到40个字，例如“iPhone 13”或“小米14”，请重新发送。")
     if not any(c.isascii() and c.isalnum() for c in model) and not _CJK_CHAR.search(model):
@@ -313,7 +313,7 @@ def validate_video(path: str | Path, *, max_bytes: int = DEFAULT_MAX_VIDEO_BYTES
     if kind is None:
         return _fail("这个文件不是视频，请录制实名认证失败的过程后发送视频。")
     if kind.mime.startswith("image/"):
-        return _fail("您发送的是图片，这一项需要录制的视频，请录制实名认证失败的过程后发送。")
+        return _fail("你发送的是图片，这一项需要录制的视频，请录制实名认证失败的过程后发送。")
     if kind.mime.startswith("audio/"):
         return _fail("这个文件只有声音没有画面，请录制带画面的视频后发送。")
     if not kind.mime.startswith("video/") or kind.extension not in _VIDEO_TYPES:

@@ -21,7 +21,7 @@ RESPONSES: dict[str, tuple[str, ...]] = {
     "thanks_then": ("question!",), "ok_idle": (), "who_are_you": (), "not_understood": (),
     "out_of_scope": (), "question_not_known": (), "clarify": (), "no_text": ("question!",),
     "reask": ("question!",), "reask_fact": ("question!",), "error_generic": (),
-    "human": (), "human_notified": (), "handoff_note": ("user!", "case!"),
+    "human": (), "human_notified": (), "human_already_notified": (), "handoff_note": ("user!", "case!"),
     "handoff_case": ("prompt!", "route", "done!", "total!", "state"),
     # pending questions, in one line
     "ask_idle": (), "ask_choice": (), "ask_appeal_offer": (), "ask_military": (), "ask_confirm": (),
@@ -106,8 +106,31 @@ def placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
+_SENTENCE_END = "。！？!?.;；…"
+_STOP = "。.，,;；"
+
+
 def render(text: str, **fields) -> str:
-    return text.format_map({k: ("" if v is None else v) for k, v in fields.items()})
+    """The text with its fields filled in. Where a value already ends a sentence ("照片。") and the
+    text goes on with a stop of its own ("说明:{note}。"), the text's stop is dropped: no "。。"."""
+    values = {k: ("" if v is None else v) for k, v in fields.items()}
+    fmt = string.Formatter()
+    out: list[str] = []
+    ends_sentence = False  # the last piece is a value that ends with a sentence's punctuation
+    for literal, name, spec, conversion in fmt.parse(text):
+        if literal:
+            if ends_sentence and literal[0] in _STOP:
+                literal = literal[1:]
+            out.append(literal)
+            ends_sentence = False
+        if name is None:
+            continue
+        value = fmt.format_field(fmt.convert_field(fmt.get_field(name, (), values)[0], conversion),
+                                 fmt.vformat(spec, (), values) if spec else "")
+        if value:
+            out.append(value)
+            ends_sentence = value.rstrip()[-1:] in _SENTENCE_END if value.rstrip() else False
+    return "".join(out)
 
 
 def check_placeholders(path: Path | str, line: int | None, what: str, text: str, allowed, required=()) -> None:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from bot.appeals.status import STATUS_NAMES  # noqa: F401 - the pages import it from here
 from bot.kb import load_knowledge
 from bot.timefmt import local_minutes
 from bot.web import auth
@@ -45,8 +46,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-STATUS_NAMES = {"ready": "待提交", "queued": "发送中", "sent": "已发送", "failed": "发送失败", "replied": "平台已回复",
-                "reviewing": "审核中", "resolved": "已通过", "rejected": "未通过", "need_more": "需补充"}
 THREAD_NAMES = {"sent": "我们的申诉邮件", "supplement_sent": "我们的补充邮件", "reply": "平台回复", "status": "状态"}
 ROUTE_NAMES = {"online": "线上反馈", "email": "邮箱/人工客服"}
 
@@ -84,7 +83,7 @@ class Site:
         self.console = console
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(status_names=STATUS_NAMES, route_names=ROUTE_NAMES)
-        self.templates.env.filters["when"] = china_time
+        self.templates.env.filters["when"] = lambda value: china_time(value, settings)
         self.templates.env.globals["faq_question"] = faq_question  # FAQ choices show the question, not the id
 
     def page(self, request: Request, name: str, status_code: int = 200, **context) -> Response:
@@ -138,9 +137,10 @@ def kb_diff(old, new) -> str:
             f"修改 {ids(d['changed'])};FAQ 修改 {ids(d['faq_changed'])}")
 
 
-def china_time(value: str | None) -> str:
-    """An ISO time as creators and operators read it: the display timezone, to the minute."""
-    return local_minutes(value) or "-"
+def china_time(value: str | None, settings=None) -> str:
+    """An ISO time as creators and operators read it: the display timezone (setting `timezone`),
+    to the minute."""
+    return local_minutes(value, settings) or "-"
 
 
 def bar_chart(pairs: list[tuple[str, int]], width: int = 640, bar_h: int = 22) -> Markup:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 STALE_GRACE = timedelta(seconds=5)  # clock skew allowed between the gateway and us
 
-TOO_LARGE_TEXT = ("您发送的文件超过 {mb} MB，无法接收。请压缩或截取关键部分后重新发送；"
+TOO_LARGE_TEXT = ("你发送的文件超过 {mb} MB，无法接收。请压缩或截取关键部分后重新发送；"
                   "如果仍然过大，可以改用邮件提交材料。")
 DOWNLOAD_FAILED_TEXT = "文件接收失败，请稍后重新发送。"
 ENGINE_FAILED_TEXT = "抱歉，系统暂时出了点问题，请稍后再发一次。"
