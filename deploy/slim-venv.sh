@@ -25,7 +25,7 @@ fi
 
 # The installers: nothing is installed at run time. (jieba and python-stdnum read their data
 # files directly when pkg_resources is missing.)
-"$py" -m pip uninstall --yes --quiet pip setuptools wheel
+"$py" -m pip uninstall --yes --quiet pip setuptools
 rm -rf "$venv"/bin/pip "$venv"/bin/pip3* "$venv"/bin/activate* "$venv"/bin/Activate.ps1
 
 # Byte-code caches: the image runs with PYTHONDONTWRITEBYTECODE=1, so they would only be the
@@ -35,6 +35,11 @@ find "$venv" -name __pycache__ -type d -prune -exec rm -rf {} +
 # The test suites shipped inside the wheels (numpy, shapely, jsonschema, ...): no package
 # imports its own tests. Only `tests` directories inside a package (depth >= 2).
 find "$sp" -mindepth 2 -type d -name tests -prune -exec rm -rf {} +
+
+# Inputs for compiling against a package or type-checking it (C headers and sources, static
+# libraries, Cython declarations, stubs): nothing compiles or type-checks in the image.
+find "$sp" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.c' -o -name '*.cpp' -o -name '*.a' \
+    -o -name '*.pxd' -o -name '*.pyx' -o -name '*.pyi' \) -delete
 
 # jieba's paddle-mode model (loaded only with use_paddle=True, which needs paddlepaddle: not
 # installed), part-of-speech tagger and keyword extraction: the bot calls jieba.lcut only
