@@ -1,8 +1,14 @@
 """No Docker engine runs on our machines: check that the image runs what the README documents,
 and how it is built (bench/image_size.py builds it for real, daemonless; docs/deploy.md)."""
+import http.server
+import json
 import re
+import shutil
 import subprocess
 import sys
+import threading
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -76,7 +82,6 @@ def test_healthcheck_asks_healthz_on_the_metrics_port_with_urllib():
     check = re.search(r"^HEALTHCHECK (.*?) CMD (\[.*\])$", re.sub(r"\\\n\s*", "", final), re.M)
     assert check, "HEALTHCHECK ... CMD [...] in the final stage"
     assert "--interval=" in check.group(1) and "--timeout=" in check.group(1)
-    import json
     argv = json.loads(check.group(2))
     assert argv[:2] == ["python", "-c"]
     code = argv[2]
@@ -86,10 +91,7 @@ def test_healthcheck_asks_healthz_on_the_metrics_port_with_urllib():
 
 def test_healthcheck_command_fails_without_a_server_and_passes_with_one():
     """Run the HEALTHCHECK's Python against a throwaway /healthz server (and a closed port)."""
-    import http.server
-    import threading
     final = stages(DOCKERFILE)[-1][1]
-    import json
     code = json.loads(re.search(r"CMD (\[\"python\", \"-c\".*\])$", re.sub(r"\\\n\s*", "", final), re.M)
                       .group(1))[2]
 
@@ -144,7 +146,6 @@ def test_bot_uses_only_the_jieba_parts_the_image_keeps():
 
 def test_ocr_extra_pins_the_headless_opencv():
     """rapidocr depends on opencv-python-headless; the extra pins it, never the GUI build."""
-    import tomllib
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "optional-dependencies"]["ocr"]
     names = [re.split(r"[=<>!\[ ]", req, maxsplit=1)[0] for req in extras]
@@ -155,7 +156,6 @@ def test_ocr_extra_pins_the_headless_opencv():
 @pytest.mark.skipif(sys.platform != "linux", reason="the slim script is for the Linux image")
 def test_slim_script_on_a_tiny_venv(tmp_path):
     """Run slim-venv.sh for real on a small venv: it removes pip, caches and tests, keeps the rest."""
-    import shutil
     if not shutil.which("strip") or not shutil.which("readelf"):
         pytest.skip("binutils not installed")
     venv = tmp_path / "venv"
@@ -163,7 +163,6 @@ def test_slim_script_on_a_tiny_venv(tmp_path):
     py = venv / "bin" / "python"
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
-    from pathlib import Path
     site = Path(site)
     # stand-ins for the bot's imports: the script's own check imports them
     for mod in ("bot/__init__.py", "bot/cli.py", "jieba/__init__.py", "jieba/dict.txt", "av.py",
