@@ -7,13 +7,22 @@ GATEWAY := deploy/gateway
 
 .PHONY: run test bench setup setup-test gateway gateway-deps e2e-deps node fonts browser postgres dovecot clean
 
+# Two stamps: `make run` installs what running needs (the bot and the OCR extra), `make test` adds
+# the test extra (pytest, Playwright, ...) on top. So `make test` after `make run` installs only the
+# test extra, and `make run` after `make test` installs nothing.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,ocr]'
+	$(PY) -m pip install --quiet -e '.[ocr]'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[ocr,test]'
 	touch $@
 
 setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test
 
 run: setup
 	$(PY) -m bot chat
@@ -70,7 +79,7 @@ e2e-deps: gateway-deps
 gateway: gateway-deps
 	cd $(GATEWAY) && exec node gateway.mjs
 
-test: setup fonts gateway-deps browser postgres dovecot
+test: setup-test fonts gateway-deps browser postgres dovecot
 	$(PY) -m bot kb test knowledge && $(PY) -m pytest -q
 
 bench: setup
