@@ -5,6 +5,7 @@ import asyncio
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -358,6 +359,13 @@ def test_stats(backend):
     store.dismiss_unmatched("在吗")
     assert store.top_unmatched(T0 - timedelta(days=1)) == [("你好", 1)]
     assert store.messages_per_day(T0 - timedelta(days=1)) == [("2026-11-26", 1), ("2026-11-27", 1)]
+    # days as people read them: 17:30 UTC on the 26th is 01:30 on the 27th in Shanghai
+    late = Writes()
+    late.record("message", T0 + timedelta(hours=9, minutes=30))
+    store.commit_turn(None, None, T0, late, [])
+    assert store.messages_per_day(T0 - timedelta(days=1)) == [("2026-11-26", 2), ("2026-11-27", 1)]
+    assert store.messages_per_day(T0 - timedelta(days=1), ZoneInfo("Asia/Shanghai")) == [
+        ("2026-11-26", 1), ("2026-11-27", 2)]
 
 
 def test_messages_not_understood_while_waiting(backend):

@@ -33,6 +33,8 @@ from rapidfuzz import fuzz
 from bot.kb import KnowledgeBase
 from bot.matching.normalize import SynonymRewriter, clean, phonetic
 
+jieba.setLogLevel(60)  # quiet: jieba logs loading its dictionary at DEBUG, whoever loads it first
+
 CONFIDENT_SCORE = 0.72
 CONFIDENT_MARGIN = 0.08
 SUGGEST_SCORE = 0.45

@@ -24,10 +24,16 @@ class OperatorQueries:
             sql, args = sql + " AND at >= ?", (_iso(since),)
         return dict(self._query(sql + " GROUP BY prompt_id ORDER BY prompt_id", args))
 
-    def messages_per_day(self, since: datetime) -> list[tuple[str, int]]:
-        return [tuple(r) for r in self._query(
-            "SELECT substr(at, 1, 10) AS day, COUNT(*) FROM events WHERE kind = 'message' "
-            "AND at >= ? GROUP BY day ORDER BY day", (_iso(since),))]
+    def messages_per_day(self, since: datetime, zone=timezone.utc) -> list[tuple[str, int]]:
+        """Messages per calendar day in `zone` (the display timezone, for people). Counted per UTC
+        minute in SQL, then the minutes are put on their local day: exact for every zone offset."""
+        days: dict[str, int] = {}
+        for minute, n in self._query(
+                "SELECT substr(at, 1, 16) AS minute, COUNT(*) FROM events WHERE kind = 'message' "
+                "AND at >= ? GROUP BY minute", (_iso(since),)):
+            day = datetime.fromisoformat(minute + ":00+00:00").astimezone(zone).date().isoformat()
+            days[day] = days.get(day, 0) + n
+        return sorted(days.items())
 
     def appeals_per_status(self) -> dict[str, int]:
         return dict(self._query("SELECT status, COUNT(*) FROM appeals GROUP BY status"))

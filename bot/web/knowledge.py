@@ -5,7 +5,7 @@ the audit log."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
@@ -16,6 +16,7 @@ from bot.kb import KnowledgeError
 from bot.kb.learned import add_phrasing
 from bot.matching.cases import CasesBroken
 from bot.stats.funnel import duration, funnel_report, item_label
+from bot.timefmt import display_zone
 from bot.web import funnel as funnel_page
 from bot.web.site import STATUS_NAMES, Site, bar_chart, kb_diff
 
@@ -66,8 +67,11 @@ def routes(site: Site) -> list[Route]:
         now = datetime.now(timezone.utc)
         chosen = funnel_page.period(request.query_params, settings, now)
         report = funnel_report(console.store, console.kb, chosen["since"], chosen["until"])
-        per_day = dict(console.store.messages_per_day(now - timedelta(days=13)))
-        days = [(now - timedelta(days=i)).date().isoformat() for i in range(13, -1, -1)]
+        zone = display_zone(settings)  # the days people read are days of the display timezone
+        today = now.astimezone(zone).date()
+        days = [(today - timedelta(days=i)).isoformat() for i in range(13, -1, -1)]
+        first = datetime.combine(today - timedelta(days=13), time(0), zone)
+        per_day = dict(console.store.messages_per_day(first, zone))
         charts = [
             ("每天的消息数(近 14 天)", bar_chart([(d[5:], per_day.get(d, 0)) for d in days])),
             ("各提示语的识别次数", bar_chart([(f"#{p}", n) for p, n in console.store.match_counts().items()])),
