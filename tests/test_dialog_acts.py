@@ -63,6 +63,26 @@ async def test_a_value_and_a_question_at_an_item(driver):
     assert "已记录【大鱼号名称】:数码老李" in r["text"] and "正脸" in r["text"]
 
 
+async def test_two_values_in_one_message_are_both_kept(driver):
+    r = await _to(driver, P2, "需要", "没有", "小王说车")
+    r = await driver.say("我叫张三，身份证号是 11010519491231002X")
+    assert "已记录【姓名】:张三" in r["text"] and "已记录身份证号 110105********002X" in r["text"]
+    assert r["awaiting"] not in ("real_name", "id_number")  # on to the next item, nothing asked twice
+    assert "11010519491231002X" not in r["text"]  # the ID number is only echoed masked
+
+
+async def test_three_values_by_their_labels_and_a_bad_one_said(driver):
+    r = await _to(driver, P2, "需要", "没有")
+    r = await driver.say("我的大鱼号叫小王说车，名字是张三，手机型号 iPhone 15 Pro")
+    assert "【大鱼号名称】:小王说车" in r["text"] and "【姓名】:张三" in r["text"]
+    assert r["awaiting"] == "id_number"
+    r = await _to(driver, P2, "需要", "没有", "小王说车", user="u2")
+    r = await driver.say("姓名：李四，身份证 110105194912310021", "u2")  # a wrong check digit
+    assert "【姓名】:李四" in r["text"] and "【身份证号码】" in r["text"]  # the bad one is said...
+    assert r["awaiting"] == "id_number"  # ...not kept, and asked for next
+    assert "110105194912310021" not in r["text"]
+
+
 # -- quit, pause and edit in every waiting state ---------------------------------------------------
 @pytest.mark.parametrize("setup", [
     (P2, "需要"),  # route

@@ -81,21 +81,48 @@ class CollectingScene:
             return None
         if found.value is None:
             return self._failed(t, slot, found.error)
-        t.data["slots"][slot] = found.value
-        t.data.get("failures", {}).pop(slot, None)
-        if slot == "id_number":
-            said = self.r("recorded_id", masked=v.mask_id_number(found.value))
-        elif found.bare:
-            said = self.r("recorded")
-        else:
-            said = self.r("recorded_value", item=label, value=found.value)
+        said = self._store_value(t, slot, found)
+        rest_text = found.rest
+        if rest_text and not t.data.get("editing"):
+            more, rest_text = self._more_values(t, rest_text)  # "我叫张三，身份证号是…": both kept
+            said = "\n".join([said, *more])
         extra = ""
-        if found.rest:
-            rest = self.reader.read(found.rest)
+        if rest_text:
+            rest = self.reader.read(rest_text)
             if rest.question or rest.faq:
                 extra = self._faq_answer(t, rest) or self.r("question_not_known")
         replies = self._ask_next(t, said + "\n" + (extra + "\n" if extra else ""))
         return replies
+
+    def _store_value(self, t: Turn, slot: str, found) -> str:
+        """Keep an extracted value; what the bot says about it (masked for the ID number)."""
+        t.data["slots"][slot] = found.value
+        t.data.get("failures", {}).pop(slot, None)
+        if slot == "id_number":
+            return self.r("recorded_id", masked=v.mask_id_number(found.value))
+        if found.bare:
+            return self.r("recorded")
+        return self.r("recorded_value", item=self._label(t, slot), value=found.value)
+
+    def _more_values(self, t: Turn, text: str) -> tuple[list[str], str]:
+        """Other items' values in the rest of the message, each found by its label, quotes or its
+        own pattern (never the bare rest): kept in the route's order, so a message with two things
+        loses neither. An invalid one is said and not kept (it is asked for in its turn)."""
+        said: list[str] = []
+        for m in self._missing(t):
+            if not text:
+                break
+            if SLOTS.get(m.slot) is None or SLOTS[m.slot].kind != "text":
+                continue
+            found = extract(m.slot, text, bare_ok=False)
+            if found is None or (found.value is None and found.error is None):
+                continue
+            text = found.rest
+            if found.value is None:
+                said.append(f"【{self._label(t, m.slot)}】{found.error}")
+                continue
+            said.append(self._store_value(t, m.slot, found))
+        return said, text
 
     def _take_error_prompt(self, t: Turn, text: str) -> list[Outgoing]:
         rd = t.reading
