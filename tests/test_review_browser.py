@@ -7,7 +7,6 @@ import json
 import queue
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 
@@ -15,7 +14,7 @@ import pytest
 
 from bot.matching.cases import load_cases
 from browser_support import CHROMIUM_MISSING_REASON, launch_browser
-from test_web_browser import ROOT, bot_env, free_port, start, wait_port
+from test_web_browser import ROOT, bot_env, live_console
 from web_support import PASSWORD, build_world
 
 pytestmark = pytest.mark.skipif(CHROMIUM_MISSING_REASON is not None, reason=CHROMIUM_MISSING_REASON or "")
@@ -24,17 +23,17 @@ SLANG_YES = "阔以"
 
 
 def test_operator_labels_a_misread_turn_and_the_bot_learns_it(tmp_path, media):
-    from playwright.sync_api import sync_playwright
-
     world = build_world(tmp_path / "world", media)
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    port = free_port()
-    web = start(["web", "--port", str(port)], world, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    bot = start(["replay", "-"], world, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(json.loads(x)) for x in bot.stdout if x.startswith("{")],
-                     daemon=True).start()
+    with live_console(world) as (base, bot, lines):
+        _review(world, shots, base, bot, lines)
+    for p in shots.iterdir():
+        assert p.stat().st_size > 5000, p
+
+
+def _review(world, shots, base, bot, lines) -> None:
+    from playwright.sync_api import sync_playwright
 
     def say(user: str, text: str) -> dict:
         """One DM to the running bot; its last reply to that user."""
@@ -53,61 +52,51 @@ def test_operator_labels_a_misread_turn_and_the_bot_learns_it(tmp_path, media):
         assert got, f"no reply to {text!r}"
         return got
 
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_port(port)
-        assert say("u5", PROMPT)["state"] == "appeal_offer"
-        misread = say("u5", SLANG_YES)
-        assert misread["state"] == "appeal_offer" and "没太明白" in misread["text"]  # asked again
-        with sync_playwright() as pw:
-            browser = launch_browser(pw)
-            page = browser.new_page(viewport={"width": 412, "height": 900})
-            page.goto(base + "/login")
-            page.fill("input[name=username]", "ops")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(base + "/appeals")
+    assert say("u5", PROMPT)["state"] == "appeal_offer"
+    misread = say("u5", SLANG_YES)
+    assert misread["state"] == "appeal_offer" and "没太明白" in misread["text"]  # asked again
+    with sync_playwright() as pw:
+        browser = launch_browser(pw)
+        page = browser.new_page(viewport={"width": 412, "height": 900})
+        page.goto(base + "/login")
+        page.fill("input[name=username]", "ops")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/appeals")
 
-            page.click("text=对话与未识别")
-            page.wait_for_url(base + "/conversations")
-            page.check("input[name=misread]")
-            page.click("text=筛选")
-            page.wait_for_url("**/conversations?misread=1**")
-            page.screenshot(path=str(shots / "1-conversations.png"), full_page=True)
-            links = page.locator("table.list a")
-            assert links.count() >= 1
-            for i in range(links.count()):  # the misread conversation that holds the slang yes
-                page.goto(base + "/conversations?misread=1")
-                page.locator("table.list a").nth(i).click()
-                page.wait_for_load_state()
-                if page.locator("li.turn.misread", has_text=SLANG_YES).count():
-                    break
-            turn = page.locator("li.turn.misread", has_text=SLANG_YES).first
-            assert "重复提问" in turn.inner_text() and "问是否申诉" in turn.inner_text()
-            page.screenshot(path=str(shots / "2-conversation.png"), full_page=True)
-            turn.locator("select[name=label]").select_option("intent:consent")
-            turn.locator("text=保存标注").click()
-            page.wait_for_selector("text=已保存:intent:consent")
-            assert page.locator("li.turn", has_text=SLANG_YES).first.locator("text=已标注:intent:consent").count()
-            page.screenshot(path=str(shots / "3-labelled.png"), full_page=True)
-            browser.close()
+        page.click("text=对话与未识别")
+        page.wait_for_url(base + "/conversations")
+        page.check("input[name=misread]")
+        page.click("text=筛选")
+        page.wait_for_url("**/conversations?misread=1**")
+        page.screenshot(path=str(shots / "1-conversations.png"), full_page=True)
+        links = page.locator("table.list a")
+        assert links.count() >= 1
+        for i in range(links.count()):  # the misread conversation that holds the slang yes
+            page.goto(base + "/conversations?misread=1")
+            page.locator("table.list a").nth(i).click()
+            page.wait_for_load_state()
+            if page.locator("li.turn.misread", has_text=SLANG_YES).count():
+                break
+        turn = page.locator("li.turn.misread", has_text=SLANG_YES).first
+        assert "重复提问" in turn.inner_text() and "问是否申诉" in turn.inner_text()
+        page.screenshot(path=str(shots / "2-conversation.png"), full_page=True)
+        turn.locator("select[name=label]").select_option("intent:consent")
+        turn.locator("text=保存标注").click()
+        page.wait_for_selector("text=已保存:intent:consent")
+        assert page.locator("li.turn", has_text=SLANG_YES).first.locator("text=已标注:intent:consent").count()
+        page.screenshot(path=str(shots / "3-labelled.png"), full_page=True)
+        browser.close()
 
-        # the running bot reloads on its next tick (the console bumped the knowledge generation)
-        bot.stdin.write(json.dumps({"tick": datetime.now(timezone.utc).isoformat()}) + "\n")
-        bot.stdin.flush()
-        time.sleep(2)
-        assert say("u6", PROMPT)["state"] == "appeal_offer"
-        understood = say("u6", SLANG_YES)
-        assert understood["state"] == "route", understood  # the same message in the same state: a yes now
-        test = subprocess.run([sys.executable, "-m", "bot", "kb", "test", str(world["kdir"])], capture_output=True,
-                              text=True, cwd=ROOT, env=bot_env(world), timeout=120)
-        saved = load_cases(world["kdir"])
-        assert saved[-1].text == SLANG_YES and saved[-1].label == "intent:consent" and saved[-1].state == "appeal_offer"
-        assert test.returncode == 0 and f"ok: {len(saved)} cases" in test.stdout, test.stdout + test.stderr
-    finally:
-        bot.stdin.close()
-        bot.wait(timeout=30)
-        web.terminate()
-        web.wait(timeout=30)
-    for p in shots.iterdir():
-        assert p.stat().st_size > 5000, p
+    # the running bot reloads on its next tick (the console bumped the knowledge generation)
+    bot.stdin.write(json.dumps({"tick": datetime.now(timezone.utc).isoformat()}) + "\n")
+    bot.stdin.flush()
+    time.sleep(2)
+    assert say("u6", PROMPT)["state"] == "appeal_offer"
+    understood = say("u6", SLANG_YES)
+    assert understood["state"] == "route", understood  # the same message in the same state: a yes now
+    test = subprocess.run([sys.executable, "-m", "bot", "kb", "test", str(world["kdir"])], capture_output=True,
+                          text=True, cwd=ROOT, env=bot_env(world), timeout=120)
+    saved = load_cases(world["kdir"])
+    assert saved[-1].text == SLANG_YES and saved[-1].label == "intent:consent" and saved[-1].state == "appeal_offer"
+    assert test.returncode == 0 and f"ok: {len(saved)} cases" in test.stdout, test.stdout + test.stderr

@@ -1,6 +1,7 @@
 """The web console in a real browser: Playwright driving Debian's Chromium against a real
 `python -m bot web` process, with a `python -m bot replay -` process on the same data dir standing in
 for the running bot. Screenshots of the main pages are saved under the test's output dir."""
+import contextlib
 import json
 import os
 import queue
@@ -47,21 +48,34 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-def test_operator_day_in_a_browser(tmp_path, media):
-    from playwright.sync_api import sync_playwright
-
-    world = build_world(tmp_path / "world", media)
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+@contextlib.contextmanager
+def live_console(world):
+    """A `python -m bot web` process and a `python -m bot replay -` bot on the world's data dir:
+    yields (the console's base URL, the bot process, a queue of its JSON reply lines); both stopped
+    after."""
     port = free_port()
     web = start(["web", "--port", str(port)], world, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     bot = start(["replay", "-"], world, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(json.loads(x)) for x in bot.stdout if x.startswith("{")],
                      daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
     try:
         wait_port(port)
+        yield f"http://127.0.0.1:{port}", bot, lines
+    finally:
+        bot.stdin.close()
+        bot.wait(timeout=30)
+        web.terminate()
+        web.wait(timeout=30)
+
+
+def test_operator_day_in_a_browser(tmp_path, media):
+    from playwright.sync_api import sync_playwright
+
+    world = build_world(tmp_path / "world", media)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with live_console(world) as (base, bot, lines):
         with sync_playwright() as pw:
             browser = launch_browser(pw)
             page = browser.new_page(viewport={"width": 412, "height": 900})  # a phone's width
@@ -122,11 +136,6 @@ def test_operator_day_in_a_browser(tmp_path, media):
             page.goto(base + "/appeals")
             assert page.url.endswith("/login")
             browser.close()
-    finally:
-        bot.stdin.close()
-        bot.wait(timeout=30)
-        web.terminate()
-        web.wait(timeout=30)
     print(f"screenshots: {shots}")
     for p in shots.iterdir():
         assert p.stat().st_size > 5000, p
