@@ -83,6 +83,12 @@ async def test_three_values_by_their_labels_and_a_bad_one_said(driver):
     assert "110105194912310021" not in r["text"]
 
 
+async def test_asking_for_the_admins_at_an_item_is_a_request_for_a_person(driver):
+    r = await _to(driver, P2, "需要", "没有", "暂停", "找管理员")
+    assert "没找到" not in r["text"] and "人工" in r["text"]  # not read as the awaited value
+    assert r["awaiting"] == "account_name"
+
+
 # -- quit, pause and edit in every waiting state ---------------------------------------------------
 @pytest.mark.parametrize("setup", [
     (P2, "需要"),  # route
