@@ -89,6 +89,18 @@ async def test_asking_for_the_admins_at_an_item_is_a_request_for_a_person(driver
     assert r["awaiting"] == "account_name"
 
 
+async def test_a_photo_whose_question_a_correction_interrupted_is_asked_again(driver, media):
+    await _to(driver, P2, "需要", "没有", "我的大鱼号叫 老李数码，我叫李雷")
+    r = (await driver.send(**{"from": "u1", "image": str(media["front"])}))[-1]
+    assert r["awaiting"] == "file_slot"
+    r = await _to(driver, "姓名写错了", "我叫李磊")
+    assert r["awaiting"] == "file_slot" and "第 1 个图片" in r["text"]  # not forgotten in the queue
+    r = await driver.say("2")
+    assert r["awaiting"] == "id_number"
+    slots = driver.engine.store.load("u1", "u1").data["slots"]
+    assert slots["real_name"] == "李磊" and isinstance(slots["id_front_photo"], dict)
+
+
 # -- quit, pause and edit in every waiting state ---------------------------------------------------
 @pytest.mark.parametrize("setup", [
     (P2, "需要"),  # route

@@ -18,6 +18,20 @@ class CollectingScene:
     def _ask_next(self, t: Turn, prefix: str = "") -> list[Outgoing]:
         missing = self._missing(t)
         self._step_filled(t)
+        queued = t.data.get("queued_files")
+        if queued and not t.data.get("pending_file"):
+            # a file still waiting to be placed (its question was interrupted, e.g. by 修改): asked
+            # about before anything else, then on to what would have come next
+            entry = queued.pop(0)
+            if not queued:
+                t.data.pop("queued_files")
+            if t.data.get("editing") or not missing:
+                back = ["confirm", "confirm"]
+            else:
+                back = ["military", "military"] if missing[0].slot == MILITARY_SLOT else ["collecting", missing[0].slot]
+            out = self._ask_file(t, entry, back)
+            out[0].text = prefix + out[0].text
+            return out
         if t.data.pop("editing", False) or not missing:
             return self._summary(t, prefix)
         m = missing[0]
@@ -119,7 +133,8 @@ class CollectingScene:
                 continue
             text = found.rest
             if found.value is None:
-                said.append(f"【{self._label(t, m.slot)}】{found.error}")
+                label = self._label(t, m.slot)
+                said.append(found.error if label in found.error else f"【{label}】{found.error}")
                 continue
             said.append(self._store_value(t, m.slot, found))
         return said, text
@@ -162,7 +177,7 @@ class CollectingScene:
             t.data["editing"] = True
         pending = t.data.pop("pending_file", None)
         if pending:  # the file being asked about waits in the queue
-            t.data.setdefault("queued_files", []).insert(0, {"ref": pending["ref"], "kind": pending.get("kind")})
+            t.data.setdefault("queued_files", []).insert(0, {k: pending[k] for k in ("ref", "kind", "n") if k in pending})
         t.data.pop("before_quit", None)
         label = self._label(t, slot)
         if slot == MILITARY_SLOT:
