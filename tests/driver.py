@@ -44,6 +44,13 @@ class Driver:
         assert replies, f"no reply to {text!r}"
         return replies[-1]
 
+    async def say_all(self, *texts: str, user: str = "u1") -> dict | None:
+        """Several DMs in a row (to reach a state); the reply to the last."""
+        r = None
+        for text in texts:
+            r = await self.say(text, user)
+        return r
+
     async def close(self):
         await self.engine.close()
 

@@ -38,7 +38,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -49,7 +48,7 @@ from typing import Iterator
 
 import pytest
 
-from session_server import SessionShared
+from session_server import SessionShared, free_port, system_user
 
 DOVECOT = "/usr/sbin/dovecot"
 IMAP_USER = "bot"
@@ -93,19 +92,10 @@ def _mail_user() -> pwd.struct_passwd:
         return found
     if wanted != DEDICATED_OS_USER:
         raise ImapServerError(f"BOT_IMAP_OS_USER={wanted}: no such user")
-    proc = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", "--comment", "throwaway Dovecot mail for the bot's tests",
-         DEDICATED_OS_USER], capture_output=True, text=True)
-    if proc.returncode not in (0, 9):  # 9: it exists (created concurrently)
-        raise ImapServerError(f"useradd {DEDICATED_OS_USER} failed: {proc.stderr.strip()}")
-    return pwd.getpwnam(DEDICATED_OS_USER)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    try:
+        return system_user(DEDICATED_OS_USER, "throwaway Dovecot mail for the bot's tests")
+    except RuntimeError as e:
+        raise ImapServerError(str(e)) from None
 
 
 def self_signed_cert(cert_path: Path, key_path: Path) -> None:
@@ -349,7 +339,7 @@ def start_imap(base_dir: Path | None = None) -> ImapServer:
         self_signed_cert(server.cert, root / "key.pem")
         os.chmod(root / "key.pem", 0o600)
         for attempt in range(5):  # a free port may be taken before dovecot binds it
-            server.port, server.ssl_port = _free_port(), _free_port()
+            server.port, server.ssl_port = free_port(), free_port()
             server.write_config()
             try:
                 server.start()

@@ -34,7 +34,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,7 +43,7 @@ from typing import Iterator
 
 import pytest
 
-from session_server import SessionShared
+from session_server import SessionShared, free_port, system_user
 
 #: The superuser role initdb creates (whatever the OS user); the URL's user.
 PG_ROLE = "bot"
@@ -115,19 +114,10 @@ def server_os_user() -> pwd.struct_passwd | None:
             pass
     if wanted:
         raise PgError(f"BOT_PG_OS_USER={wanted}: no such user")
-    proc = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", "--comment", "throwaway PostgreSQL for the bot's tests",
-         DEDICATED_OS_USER], capture_output=True, text=True)
-    if proc.returncode not in (0, 9):  # 9: it exists (created concurrently)
-        raise PgError(f"useradd {DEDICATED_OS_USER} failed: {proc.stderr.strip()}")
-    return pwd.getpwnam(DEDICATED_OS_USER)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    try:
+        return system_user(DEDICATED_OS_USER, "throwaway PostgreSQL for the bot's tests")
+    except RuntimeError as e:
+        raise PgError(str(e)) from None
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -295,7 +285,7 @@ def start_postgres(base_dir: Path | None = None, *, dbname: str = DEFAULT_DB) ->
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "timezone = 'UTC'\nlog_timezone = 'UTC'\n")
         for attempt in range(5):  # the free port may be taken before the server binds it
-            server.port = _free_port()
+            server.port = free_port()
             if server.log_path.exists():
                 server.log_path.unlink()
             proc = server.pg_ctl("start", "-w", "-t", "60", "-l", str(server.log_path),

@@ -3,7 +3,6 @@ driven by ticks, statuses, who is told what, the operator CLI, retention."""
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ from aiosmtpd.controller import Controller
 from PIL import Image
 
 from driver import START, Driver, email_answers, online_answers, run_appeal
+from session_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 MAILBOX = "appeals@example.invalid"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Mailbox:

@@ -38,33 +38,26 @@ def test_edit_targets(kb):
     assert edit_target(reader.read("要改"), "要改", slots) is None
 
 
-async def _to(driver, *texts, user="u1"):
-    r = None
-    for t in texts:
-        r = await driver.say(t, user)
-    return r
-
-
 # -- a yes/no and a question in one message, in each yes/no state --------------------------------
 async def test_consent_and_a_question_at_the_offer(driver):
-    r = await _to(driver, P2, "可以，那材料要准备些啥")
+    r = await driver.say_all(P2, "可以，那材料要准备些啥")
     assert r["awaiting"] == "route" and "手持身份证正面照片" in r["text"]
     assert r["text"].rstrip().endswith("回复“有”或“没有”。")  # the answer, then what comes next
 
 
 async def test_a_route_answer_and_a_question(driver):
-    r = await _to(driver, P2, "需要", "没有，那要多久能审核完")
+    r = await driver.say_all(P2, "需要", "没有，那要多久能审核完")
     assert r["awaiting"] == "account_name"
 
 
 async def test_a_value_and_a_question_at_an_item(driver):
-    r = await _to(driver, P2, "需要", "没有", "叫 数码老李，对了后面要拍视频吗")
+    r = await driver.say_all(P2, "需要", "没有", "叫 数码老李，对了后面要拍视频吗")
     assert r["awaiting"] == "real_name"
     assert "已记录【大鱼号名称】:数码老李" in r["text"] and "正脸" in r["text"]
 
 
 async def test_two_values_in_one_message_are_both_kept(driver):
-    r = await _to(driver, P2, "需要", "没有", "小王说车")
+    r = await driver.say_all(P2, "需要", "没有", "小王说车")
     r = await driver.say("我叫张三，身份证号是 11010519491231002X")
     assert "已记录【姓名】:张三" in r["text"] and "已记录身份证号 110105********002X" in r["text"]
     assert r["awaiting"] not in ("real_name", "id_number")  # on to the next item, nothing asked twice
@@ -72,11 +65,11 @@ async def test_two_values_in_one_message_are_both_kept(driver):
 
 
 async def test_three_values_by_their_labels_and_a_bad_one_said(driver):
-    r = await _to(driver, P2, "需要", "没有")
+    r = await driver.say_all(P2, "需要", "没有")
     r = await driver.say("我的大鱼号叫小王说车，名字是张三，手机型号 iPhone 15 Pro")
     assert "【大鱼号名称】:小王说车" in r["text"] and "【姓名】:张三" in r["text"]
     assert r["awaiting"] == "id_number"
-    r = await _to(driver, P2, "需要", "没有", "小王说车", user="u2")
+    r = await driver.say_all(P2, "需要", "没有", "小王说车", user="u2")
     r = await driver.say("姓名：李四，身份证 110105194912310021", "u2")  # a wrong check digit
     assert "【姓名】:李四" in r["text"] and "【身份证号码】" in r["text"]  # the bad one is said...
     assert r["awaiting"] == "id_number"  # ...not kept, and asked for next
@@ -84,16 +77,16 @@ async def test_three_values_by_their_labels_and_a_bad_one_said(driver):
 
 
 async def test_asking_for_the_admins_at_an_item_is_a_request_for_a_person(driver):
-    r = await _to(driver, P2, "需要", "没有", "暂停", "找管理员")
+    r = await driver.say_all(P2, "需要", "没有", "暂停", "找管理员")
     assert "没找到" not in r["text"] and "人工" in r["text"]  # not read as the awaited value
     assert r["awaiting"] == "account_name"
 
 
 async def test_a_photo_whose_question_a_correction_interrupted_is_asked_again(driver, media):
-    await _to(driver, P2, "需要", "没有", "我的大鱼号叫 老李数码，我叫李雷")
+    await driver.say_all(P2, "需要", "没有", "我的大鱼号叫 老李数码，我叫李雷")
     r = (await driver.send(**{"from": "u1", "image": str(media["front"])}))[-1]
     assert r["awaiting"] == "file_slot"
-    r = await _to(driver, "姓名写错了", "我叫李磊")
+    r = await driver.say_all("姓名写错了", "我叫李磊")
     assert r["awaiting"] == "file_slot" and "第 1 个图片" in r["text"]  # not forgotten in the queue
     r = await driver.say("2")
     assert r["awaiting"] == "id_number"
@@ -108,7 +101,7 @@ async def test_a_photo_whose_question_a_correction_interrupted_is_asked_again(dr
     (P2, "需要", "有"),  # a file item
 ])
 async def test_quit_in_plain_words_asks_once_then_cancel_or_pause(driver, setup):
-    r = await _to(driver, *setup)
+    r = await driver.say_all(*setup)
     before = r["awaiting"]
     r = await driver.say("哎 不整了 太麻烦")
     assert r["awaiting"] == "quit_confirm" and "取消" in r["text"] and "暂停" in r["text"]
@@ -121,7 +114,7 @@ async def test_quit_in_plain_words_asks_once_then_cancel_or_pause(driver, setup)
 
 
 async def test_quit_at_the_offer_is_a_no(driver):
-    r = await _to(driver, P2, "不整了")
+    r = await driver.say_all(P2, "不整了")
     assert r["awaiting"] is None
 
 
@@ -129,7 +122,7 @@ async def test_quit_at_the_summary_and_in_a_file_question(driver, media):
     from driver import online_answers
 
     answers = online_answers(media)
-    r = await _to(driver, P2, "需要", "有")
+    r = await driver.say_all(P2, "需要", "有")
     while r["awaiting"] != "confirm":
         r = (await driver.send(**{"from": "u1", **answers[r["awaiting"]]}))[-1]
     r = await driver.say("算了不弄了 太折腾")
@@ -139,7 +132,7 @@ async def test_quit_at_the_summary_and_in_a_file_question(driver, media):
 
 
 async def test_edit_mid_collection_returns_to_where_the_creator_was(driver):
-    r = await _to(driver, P2, "需要", "没有", "小鱼的美食日记", "欧阳娜娜")
+    r = await driver.say_all(P2, "需要", "没有", "小鱼的美食日记", "欧阳娜娜")
     assert r["awaiting"] == "id_number"
     r = await driver.say("改一下大鱼号名称")
     assert r["awaiting"] == "account_name"
@@ -157,7 +150,7 @@ async def test_edit_at_the_summary_by_name(driver, media):
     from driver import email_answers
 
     answers = email_answers(media)
-    r = await _to(driver, P2, "需要", "没有")
+    r = await driver.say_all(P2, "需要", "没有")
     while r["awaiting"] != "confirm":
         r = (await driver.send(**{"from": "u1", **answers[r["awaiting"]]}))[-1]
     r = await driver.say("手机型号写错了")
@@ -202,7 +195,7 @@ async def test_an_appeal_request_in_a_group_points_to_the_dm(driver):
 
 
 async def test_a_reminder_at_the_route_question(driver):
-    await _to(driver, P2, "需要")
+    await driver.say_all(P2, "需要")
     t0 = driver.clock
     out = await driver.send(tick=(t0 + timedelta(minutes=31)).isoformat())
     assert len(out) == 1 and "线上反馈" in out[0]["text"]
@@ -210,7 +203,7 @@ async def test_a_reminder_at_the_route_question(driver):
 
 # -- not understood while waiting: recorded for operators; handled small talk is not -------------------
 async def test_what_was_not_understood_while_waiting_is_recorded(driver):
-    await _to(driver, P2, "需要", "没有", "小鱼的美食日记")
+    await driver.say_all(P2, "需要", "没有", "小鱼的美食日记")
     r = await driver.say("我回来了 接着弄吧")
     assert r["awaiting"] == "real_name"
     r = await driver.say("天气不错啊今天出太阳")
@@ -224,7 +217,7 @@ async def test_what_was_not_understood_while_waiting_is_recorded(driver):
 
 
 async def test_the_awaited_video_sent_while_a_file_question_is_open_fills_its_item(driver, media):
-    r = await _to(driver, P2, "需要", "有")
+    r = await driver.say_all(P2, "需要", "有")
     assert r["awaiting"] == "failure_video"
     r = (await driver.send(**{"from": "u1", "image": str(media["back"])}))[-1]  # a photo first: kept, asked
     assert r["awaiting"] == "file_slot"
@@ -237,7 +230,7 @@ async def test_the_awaited_video_sent_while_a_file_question_is_open_fills_its_it
 
 
 async def test_discarding_the_asked_file_goes_on_when_the_awaited_item_was_filled_meanwhile(driver, media):
-    await _to(driver, P2, "需要", "有")
+    await driver.say_all(P2, "需要", "有")
     await driver.send(**{"from": "u1", "image": str(media["back"])})
     await driver.send(**{"from": "u1", "video": str(media["video"])})
     r = await driver.say("0")

@@ -14,22 +14,15 @@ P2 = "人脸与公安网照片不一致,请确保是账户本人操作"
 P6 = "姓名与身份证号不匹配,请重新确认并再次认证"
 
 
-async def to_state(driver, *texts, user="u1"):
-    r = None
-    for t in texts:
-        r = await driver.say(t, user)
-    return r
-
-
 async def test_offer_answers_in_natural_words(driver):
-    r = await to_state(driver, P2)
+    r = await driver.say_all(P2)
     assert r["awaiting"] == "appeal_offer"
     r = await driver.say("好呀，麻烦你帮我弄一下")
     assert r["awaiting"] == "route"
 
 
 async def test_a_question_at_the_offer_is_answered_and_the_offer_repeated(driver):
-    await to_state(driver, P2)
+    await driver.say_all(P2)
     r = await driver.say("申诉的话都要准备啥")
     assert r["awaiting"] == "appeal_offer"
     # both routes' lists, the 13 email items in the seed's order
@@ -41,7 +34,7 @@ async def test_a_question_at_the_offer_is_answered_and_the_offer_repeated(driver
 
 
 async def test_declining_keeps_the_way_back_open(driver):
-    await to_state(driver, P2)
+    await driver.say_all(P2)
     r = await driver.say("暂时不用了")
     assert r["awaiting"] is None and "申诉" in r["text"]
     r = await driver.say("邮箱申诉要什么材料？")
@@ -49,7 +42,7 @@ async def test_declining_keeps_the_way_back_open(driver):
 
 
 async def test_unsure_at_the_route_gets_help_never_a_default(driver):
-    await to_state(driver, P2, "需要")
+    await driver.say_all(P2, "需要")
     r = await driver.say("不知道在哪看")
     assert r["awaiting"] == "route" and "后台" in r["text"]
     r = await driver.say("后台找了半天没找到")
@@ -58,7 +51,7 @@ async def test_unsure_at_the_route_gets_help_never_a_default(driver):
 
 @pytest.mark.parametrize("question", ["大鱼号名称是指什么", "这个怎么填呢？", "为什么要这个", "可以用昵称吗"])
 async def test_a_question_is_never_stored_as_an_item(driver, question):
-    await to_state(driver, P2, "需要", "没有")
+    await driver.say_all(P2, "需要", "没有")
     r = await driver.say(question)
     assert r["awaiting"] == "account_name" and "已记录" not in r["text"]
     assert "大鱼号名称" in r["text"]  # the pending question, repeated
@@ -67,7 +60,7 @@ async def test_a_question_is_never_stored_as_an_item(driver, question):
 
 
 async def test_privacy_question_at_the_id_number(driver):
-    await to_state(driver, P2, "需要", "没有", "鱼乐小站", "欧阳娜娜")
+    await driver.say_all(P2, "需要", "没有", "鱼乐小站", "欧阳娜娜")
     r = await driver.say("身份证号发给你安全吗")
     assert r["awaiting"] == "id_number" and "加密" in r["text"] and "删除我的资料" in r["text"]
     assert "18位" not in r["text"].split("\n")[0]
@@ -76,13 +69,13 @@ async def test_privacy_question_at_the_id_number(driver):
 
 
 async def test_an_id_number_is_refused_as_the_account_name(driver):
-    await to_state(driver, P2, "需要", "没有")
+    await driver.say_all(P2, "需要", "没有")
     r = await driver.say("11010519491231002X")
     assert r["awaiting"] == "account_name" and "11010519491231002X" not in r["text"]
 
 
 async def test_chit_chat_at_a_text_item_is_not_a_value(driver):
-    await to_state(driver, P2, "需要", "没有")
+    await driver.say_all(P2, "需要", "没有")
     r = await driver.say("好的")
     assert r["awaiting"] == "account_name" and "已记录" not in r["text"]
     r = await driver.say("没有")
@@ -90,7 +83,7 @@ async def test_chit_chat_at_a_text_item_is_not_a_value(driver):
 
 
 async def test_file_items_answer_questions_and_not_now(driver):
-    await to_state(driver, P2, "需要", "有")
+    await driver.say_all(P2, "需要", "有")
     r = await driver.say("直接手机录屏可以吗")
     assert "非录屏" in r["text"] and r["awaiting"] == "failure_video"
     r = await driver.say("视频我晚点再录，现在在上班")
@@ -100,7 +93,7 @@ async def test_file_items_answer_questions_and_not_now(driver):
 
 
 async def test_new_prompt_mid_appeal_offers_a_switch_and_keeps_data(driver, tmp_path):
-    await to_state(driver, P2, "需要", "没有", "鱼乐小站")
+    await driver.say_all(P2, "需要", "没有", "鱼乐小站")
     r = await driver.say("刚刚又试了一下，这回提示" + P6)
     assert r["awaiting"] == "switch" and "已记录" not in r["text"] and P6 in r["text"]
     r = await driver.say("1")
@@ -110,7 +103,7 @@ async def test_new_prompt_mid_appeal_offers_a_switch_and_keeps_data(driver, tmp_
 
 
 async def test_new_prompt_mid_appeal_dropping_data(driver):
-    await to_state(driver, P2, "需要", "没有", "鱼乐小站")
+    await driver.say_all(P2, "需要", "没有", "鱼乐小站")
     r = await driver.say("又试了一次，这次提示认证信息已超过入驻上限")
     assert r["awaiting"] == "switch"
     r = await driver.say("2")
@@ -120,20 +113,20 @@ async def test_new_prompt_mid_appeal_dropping_data(driver):
 
 
 async def test_new_prompt_mid_appeal_not_switching(driver):
-    await to_state(driver, P2, "需要", "没有", "鱼乐小站")
+    await driver.say_all(P2, "需要", "没有", "鱼乐小站")
     await driver.say("又试了一次，这次提示认证信息已超过入驻上限")
     r = await driver.say("不换")
     assert r["awaiting"] == "real_name" and r["prompt_id"] == 2
 
 
 async def test_new_prompt_before_anything_is_collected_switches_at_once(driver):
-    await to_state(driver, P2, "需要")
+    await driver.say_all(P2, "需要")
     r = await driver.say("不对，我看错了，提示的是认证信息已超过入驻上限")
     assert r["prompt_id"] == 13 and r["awaiting"] is None
 
 
 async def test_the_error_prompt_item_takes_a_prompt_as_its_value(driver):
-    await to_state(driver, P2, "需要", "没有", "鱼乐小站", "欧阳娜娜", "11010519491231002X")
+    await driver.say_all(P2, "需要", "没有", "鱼乐小站", "欧阳娜娜", "11010519491231002X")
     conv = driver.engine.store.load("u1", "u1")
     conv.data["slots"].update(id_handheld_photo={"file": "x", "kind": "image"},
                               id_front_photo={"file": "y", "kind": "image"},
@@ -146,7 +139,7 @@ async def test_the_error_prompt_item_takes_a_prompt_as_its_value(driver):
 
 async def test_military_question_understands_plain_answers(driver):
     conv_texts = [P2, "需要", "没有"]
-    await to_state(driver, *conv_texts)
+    await driver.say_all(*conv_texts)
     conv = driver.engine.store.load("u1", "u1")
     conv.state, conv.data["awaiting"] = "military", "military"
     driver.engine.store.save(conv)
@@ -182,7 +175,7 @@ async def test_no_prompt_at_all_is_prompt_15(driver):
 async def test_human_help_with_handoff(tmp_path):
     d = await Driver.open(tmp_path, BOT_HANDOFF_TO="ops1,ops2")
     try:
-        await to_state(d, P2, "需要", "没有", "鱼乐小站", "欧阳娜娜", "11010519491231002X")
+        await d.say_all(P2, "需要", "没有", "鱼乐小站", "欧阳娜娜", "11010519491231002X")
         replies = await d.send(**{"from": "u1", "text": "能不能转人工"})
         mine = [r for r in replies if r["chat"] == "u1"]
         notes = [r for r in replies if r["chat"] in ("ops1", "ops2")]
@@ -242,7 +235,7 @@ async def test_a_whole_appeal_in_natural_words(driver, media, tmp_path):
 
 
 async def test_agreeing_is_no_answer_to_a_question_of_fact(driver):
-    await to_state(driver, P2, "需要")
+    await driver.say_all(P2, "需要")
     r = await driver.say("好的 帮我弄吧")  # agrees, but is the 线上反馈 entry there?
     assert r["awaiting"] == "route" and "线上反馈" in r["text"]
     r = await driver.say("好的，有的")
@@ -252,7 +245,7 @@ async def test_agreeing_is_no_answer_to_a_question_of_fact(driver):
 async def test_a_question_at_the_summary_is_answered_and_the_summary_kept(driver, media):
     from driver import online_answers
 
-    await to_state(driver, P2, "需要", "有")
+    await driver.say_all(P2, "需要", "有")
     answers = online_answers(media)
     r = (await driver.send(**{"from": "u1", **answers["failure_video"]}))[-1]
     while r["awaiting"] != "confirm":

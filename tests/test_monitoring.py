@@ -20,6 +20,7 @@ from bot import metrics
 from bot.monitoring import Health
 from conftest import ROOT
 from driver import Driver, email_answers, run_appeal
+from session_server import free_port
 
 ID_NUMBER = "11010519491231002X"
 MOBILE = "13800138000"
@@ -31,12 +32,6 @@ ALLOWED_LABELS = {"kind": set(metrics.MESSAGE_KINDS), "tier": set(metrics.TIERS.
                   "status": set(metrics.APPEAL_STATUSES), "result": {*metrics.SMTP_RESULTS, *metrics.IMAP_RESULTS,
                                                                      *metrics.SEND_RESULTS},
                   "account": {"main", "unassigned"}, "le": None}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def samples(text: str) -> dict[tuple, float]:

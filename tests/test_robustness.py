@@ -14,13 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 P2 = "人脸与公安网照片不一致,请确保是账户本人操作"
 
 
-async def to_state(driver, *texts):
-    r = None
-    for t in texts:
-        r = await driver.say(t)
-    return r
-
-
 async def test_a_2mb_room_message_does_not_hold_other_chats(driver):
     # measured in bench/latency_bench.py; here only a generous bound
     now = datetime.fromisoformat(START)
@@ -36,7 +29,7 @@ async def test_a_2mb_room_message_does_not_hold_other_chats(driver):
 
 
 async def test_an_id_number_or_mobile_is_never_a_name(driver):
-    await to_state(driver, P2, "是", "没有")
+    await driver.say_all(P2, "是", "没有")
     r = await driver.say("我的号是11010519491231002X")
     assert r["awaiting"] == "account_name" and "11010519491231002X" not in r["text"]
     r = await driver.say("小鱼的美食日记")
@@ -45,7 +38,7 @@ async def test_an_id_number_or_mobile_is_never_a_name(driver):
 
 
 async def test_a_directory_as_attachment_gets_a_clear_answer(driver, tmp_path):
-    await to_state(driver, P2, "是", "有")
+    await driver.say_all(P2, "是", "有")
     r = (await driver.send(**{"from": "u1", "image": str(tmp_path)}))[-1]
     assert "收不到这个文件" in r["text"] and r["awaiting"] == "failure_video"
 
@@ -63,7 +56,7 @@ async def test_replies_are_committed_to_the_outbox_with_reply_to(driver):
 
 
 async def test_reminders_are_in_the_outbox_without_reply_to(driver):
-    await to_state(driver, P2, "是", "没有")
+    await driver.say_all(P2, "是", "没有")
     driver.engine.mark_sent(driver.engine.unsent())
     later = (datetime.fromisoformat(START) + timedelta(minutes=45)).isoformat()
     replies = await driver.send(tick=later)
@@ -73,7 +66,7 @@ async def test_reminders_are_in_the_outbox_without_reply_to(driver):
 
 
 async def test_janitor_removes_orphans_but_not_referenced_files(driver, media):
-    await to_state(driver, P2, "是", "有")
+    await driver.say_all(P2, "是", "有")
     await driver.send(**{"from": "u1", "video": str(media["video"])})
     files = driver.engine.settings.data_dir / "files"
     kept = [p for p in files.rglob("*.enc")]
@@ -98,7 +91,7 @@ async def test_young_orphans_are_left_to_the_turn_in_flight(driver):
 
 
 async def test_delete_my_data_removes_leftovers_too(driver, media):
-    await to_state(driver, P2, "是", "有")
+    await driver.say_all(P2, "是", "有")
     await driver.send(**{"from": "u1", "video": str(media["video"])})
     user_files = next((driver.engine.settings.data_dir / "files").iterdir())
     (user_files / "leftover.enc").write_bytes(b"x")
@@ -133,7 +126,7 @@ def test_a_different_key_refuses_to_start_in_one_line(tmp_path):
 async def test_a_failing_turn_is_answered_once_and_keeps_the_state(tmp_path, monkeypatch):
     d = await Driver.open(tmp_path)
     try:
-        await to_state(d, P2, "是", "没有")
+        await d.say_all(P2, "是", "没有")
 
         def boom(*a, **k):
             raise RuntimeError("boom")
@@ -150,7 +143,7 @@ async def test_a_failing_turn_is_answered_once_and_keeps_the_state(tmp_path, mon
 
 
 async def test_undecodable_bytes_get_a_clear_reply_not_an_error(driver):
-    await to_state(driver, P2, "是", "没有")
+    await driver.say_all(P2, "是", "没有")
     r = await driver.say("\udcff\udcfe 乱码")  # what a terminal hands over for invalid UTF-8
     assert "出了点问题" not in r["text"] and r["awaiting"] == "account_name"
 

@@ -15,16 +15,11 @@ from pathlib import Path
 import pytest
 
 from browser_support import CHROMIUM_MISSING_REASON, launch_browser
+from session_server import free_port
 from web_support import PASSWORD, UNMATCHED, build_world
 
 pytestmark = pytest.mark.skipif(CHROMIUM_MISSING_REASON is not None, reason=CHROMIUM_MISSING_REASON or "")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bot_env(world) -> dict:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from session_server import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -32,12 +33,6 @@ BOT_NAME = "DayuBot"
 
 Event = dict
 Pred = Callable[[Event], bool]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +58,6 @@ def gateway_env(token: str, endpoint: str, data_dir: Path, puppet: str = "wechat
                 "WECHATY_LOG": "warn"})
     env.update(extra or {})
     return env
-
 
 
 def terminate(proc: subprocess.Popen, timeout: float) -> int:
