@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 import unicodedata
 from dataclasses import fields
 from pathlib import Path
@@ -38,7 +37,7 @@ def shown_value(name: str, value) -> str:
     if name == "database_url" and value:
         from bot.store.postgres import redact
 
-        return re.sub(r"(password=)[^&]*", r"\1***", redact(str(value)))
+        return redact(str(value))
     if isinstance(value, list):
         return ", ".join(value) if value else "(none)"
     if isinstance(value, bool):

@@ -19,8 +19,6 @@ from rapidfuzz import fuzz
 from bot.kb import KnowledgeBase
 from bot.matching.normalize import clean, phonetic, to_simplified
 
-jieba.setLogLevel(60)  # quiet: jieba logs loading its dictionary at DEBUG, whoever loads it first
-
 POLAR = ("affirm", "consent", "deny", "unsure")
 _ANSWERS = {"affirm": (True, False, False), "consent": (True, False, True), "deny": (False, False, False),
             "unsure": (None, True, False)}  # (polarity, unsure, consent only) of each answer intent

@@ -33,7 +33,7 @@ from rapidfuzz import fuzz
 from bot.kb import KnowledgeBase
 from bot.matching.normalize import SynonymRewriter, clean, phonetic
 
-jieba.setLogLevel(60)  # quiet: jieba logs loading its dictionary at DEBUG, whoever loads it first
+jieba.setLogLevel(60)  # quiet: jieba logs loading its dictionary at DEBUG (intents.py too: the package imports this first)
 
 CONFIDENT_SCORE = 0.72
 CONFIDENT_MARGIN = 0.08
@@ -129,7 +129,6 @@ def _ensure_jieba(userdict) -> None:
     """Initialise jieba (cached prefix dict) and load each user dictionary once per process."""
     with _jieba_lock:
         if not _userdicts_loaded:
-            jieba.setLogLevel(60)
             jieba.initialize()
             _userdicts_loaded.add("")
         if userdict is not None:

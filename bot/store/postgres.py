@@ -136,7 +136,9 @@ def _lock_id(*parts: str) -> int:
 
 
 def redact(url: str) -> str:
-    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password: in the user part, or as a `password=` parameter."""
+    url = re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
 class PgStore(SqlStore):
